@@ -1,0 +1,65 @@
+"""The ``rgvlm`` command line.
+
+Each sub-command lives in its own module under :mod:`rgvlm_gym.commands` and exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their command runs,
+so ``rgvlm --help`` stays fast (torch and d3rlpy are slow to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: sub-command name -> (module under rgvlm_gym.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "render an expert episode of a task to a GIF / PNG strip"),
+}
+
+
+def _load(name: str):
+    module_name, _ = COMMANDS[name]
+    return importlib.import_module(f"rgvlm_gym.commands.{module_name}")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser; only the sub-command named in ``argv`` is imported."""
+    from rgvlm_gym import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rgvlm",
+        description="rgvlm-gym: LVLM-generated dense rewards (RG-VLM) for offline RL on ALFRED tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"rgvlm-gym {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name in argv:  # import lazily: only the command being run (or asked --help about)
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rgvlm`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # user-facing errors: no traceback
+        print(f"rgvlm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""rgvlm_gym.data (work in progress)."""

@@ -1,0 +1,1 @@
+"""rgvlm_gym.lvlm (work in progress)."""

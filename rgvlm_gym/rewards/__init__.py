@@ -1,0 +1,1 @@
+"""rgvlm_gym.rewards (work in progress)."""

@@ -1,0 +1,1 @@
+"""rgvlm_gym.rl (work in progress)."""

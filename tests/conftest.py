@@ -1,0 +1,24 @@
+"""Shared fixtures: every test gets its own Minari dataset directory (as Minari's own tests do)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ALFRED_DIR = REPO_ROOT.parent / "shared" / "alfred" / "json_2.1.0"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_minari_path(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path_factory.mktemp("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(path))
+    return path
+
+
+@pytest.fixture
+def alfred_dir() -> Path:
+    if not ALFRED_DIR.is_dir():
+        pytest.skip(f"ALFRED data not found at {ALFRED_DIR}")
+    return ALFRED_DIR
