@@ -1,0 +1,257 @@
+"""Torch side of discrete Implicit Q-Learning: networks, modules, loss and the d3rlpy ``Impl``.
+
+Holds:
+
+* :class:`DiscreteTwinQFunction` -- one encoder, ``n_critics`` Q heads over all actions computed by a
+  single linear layer (the twin Qs cost one encoder forward, not two).
+* :class:`FeatureHead` -- a linear head that reads either its own encoder or features handed in by the
+  critic (used for V(s) and the categorical policy).
+* :class:`DiscreteIQLModules`, :class:`DiscreteIQLLoss`, :class:`DiscreteIQLImpl`.
+
+The maths is documented on :class:`rgvlm_gym.rl.iql.DiscreteIQLConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
+from d3rlpy.dataclass_utils import asdict_as_float
+from d3rlpy.models.torch import Encoder
+from d3rlpy.optimizers import OptimizerWrapper
+from d3rlpy.torch_utility import (
+    CudaGraphWrapper,
+    Modules,
+    TorchMiniBatch,
+    hard_sync,
+    soft_sync,
+)
+from d3rlpy.types import Shape, TorchObservation
+from torch import nn
+from torch.distributions import Categorical
+
+__all__ = [
+    "DiscreteTwinQFunction",
+    "FeatureHead",
+    "DiscreteIQLModules",
+    "DiscreteIQLLoss",
+    "DiscreteIQLImpl",
+]
+
+
+class DiscreteTwinQFunction(nn.Module):  # type: ignore[misc]
+    """``n_critics`` Q-functions over all actions sharing one encoder.
+
+    ``forward(x)`` returns ``(features, q)`` with ``q`` of shape ``(batch, n_critics, action_size)``,
+    so callers can reuse ``features`` (V head, policy head) without a second encoder pass.
+    """
+
+    def __init__(self, encoder: Encoder, hidden_size: int, action_size: int, n_critics: int):
+        super().__init__()
+        self._encoder = encoder
+        self._n_critics = n_critics
+        self._action_size = action_size
+        self._fc = nn.Linear(hidden_size, n_critics * action_size)
+
+    def forward(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self._encoder(x)
+        return h, self._fc(h).view(-1, self._n_critics, self._action_size)
+
+    def __call__(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().__call__(x)  # type: ignore[no-any-return]
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder
+
+
+class FeatureHead(nn.Module):  # type: ignore[misc]
+    """Linear head over its own encoder, or over features computed elsewhere when ``encoder is None``."""
+
+    def __init__(self, encoder: Encoder | None, hidden_size: int, output_size: int):
+        super().__init__()
+        self._encoder = encoder
+        self._fc = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: TorchObservation, features: torch.Tensor | None = None) -> torch.Tensor:
+        if self._encoder is not None:
+            features = self._encoder(x)
+        assert features is not None, "a head without its own encoder needs shared features"
+        return self._fc(features)  # type: ignore[no-any-return]
+
+    def __call__(self, x: TorchObservation, features: torch.Tensor | None = None) -> torch.Tensor:
+        return super().__call__(x, features)  # type: ignore[no-any-return]
+
+    @property
+    def has_encoder(self) -> bool:
+        return self._encoder is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteIQLModules(Modules):
+    q_func: DiscreteTwinQFunction
+    targ_q_func: DiscreteTwinQFunction
+    value_func: FeatureHead
+    policy: FeatureHead
+    critic_optim: OptimizerWrapper
+    actor_optim: OptimizerWrapper
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteIQLLoss:
+    """Per-update losses and diagnostics; every field is logged by ``fit()``."""
+
+    critic_loss: torch.Tensor
+    q_loss: torch.Tensor
+    v_loss: torch.Tensor
+    actor_loss: torch.Tensor
+    value: torch.Tensor
+    advantage: torch.Tensor
+    weight: torch.Tensor
+
+
+class DiscreteIQLImpl(QLearningAlgoImplBase):
+    _modules: DiscreteIQLModules
+    _compute_grad: Callable[[TorchMiniBatch], DiscreteIQLLoss]
+
+    def __init__(
+        self,
+        observation_shape: Shape,
+        action_size: int,
+        modules: DiscreteIQLModules,
+        gamma: float,
+        tau: float,
+        target_update_interval: int,
+        expectile: float,
+        weight_temp: float,
+        max_weight: float,
+        share_encoder: bool,
+        compiled: bool,
+        device: str,
+    ):
+        super().__init__(
+            observation_shape=observation_shape,
+            action_size=action_size,
+            modules=modules,
+            device=device,
+        )
+        self._gamma = gamma
+        self._tau = tau
+        self._target_update_interval = target_update_interval
+        self._expectile = expectile
+        self._weight_temp = weight_temp
+        self._max_weight = max_weight
+        self._share_encoder = share_encoder
+        self._compute_grad = CudaGraphWrapper(self.compute_grad) if compiled else self.compute_grad
+        hard_sync(modules.targ_q_func, modules.q_func)
+
+    # ----------------------------------------------------------------------------------- training
+
+    def compute_loss(self, batch: TorchMiniBatch) -> DiscreteIQLLoss:
+        modules = self._modules
+        actions = batch.actions.long().view(-1, 1)
+
+        # one encoder pass on s_t serves Q, V and (detached) the policy when the encoder is shared
+        features, q = modules.q_func(batch.observations)
+        q_data = q.gather(2, actions.unsqueeze(1).expand(-1, q.shape[1], 1)).squeeze(2)  # (B, K)
+        shared = features if self._share_encoder else None
+        v = modules.value_func(batch.observations, shared)  # (B, 1)
+
+        with torch.no_grad():
+            _, targ_q = modules.targ_q_func(batch.observations)
+            targ_q_data = targ_q.gather(2, actions.unsqueeze(1).expand(-1, targ_q.shape[1], 1))
+            targ_q_data = targ_q_data.squeeze(2).min(dim=1, keepdim=True).values  # (B, 1)
+            next_shared = modules.q_func(batch.next_observations)[0] if self._share_encoder else None
+            v_next = modules.value_func(batch.next_observations, next_shared)
+            y = batch.rewards + (self._gamma**batch.intervals) * (1.0 - batch.terminals) * v_next
+
+        # Q: regress every head onto r + gamma * (1 - done) * V(s')
+        q_loss = (q_data - y).pow(2).mean(dim=0).sum()
+
+        # V: expectile regression toward min_k Q_targ(s, a) at the dataset action
+        diff = targ_q_data - v
+        expectile_weight = (self._expectile - (diff.detach() < 0.0).float()).abs()
+        v_loss = (expectile_weight * diff.pow(2)).mean()
+
+        # policy: advantage-weighted log-likelihood of the dataset action
+        advantage = targ_q_data - v.detach()
+        weight = (self._weight_temp * advantage).exp().clamp(max=self._max_weight)
+        logits = modules.policy(batch.observations, shared.detach() if shared is not None else None)
+        log_prob = F.log_softmax(logits, dim=1).gather(1, actions)
+        actor_loss = -(weight * log_prob).mean()
+
+        return DiscreteIQLLoss(
+            critic_loss=q_loss + v_loss,
+            q_loss=q_loss,
+            v_loss=v_loss,
+            actor_loss=actor_loss,
+            value=v.detach().mean(),
+            advantage=advantage.mean(),
+            weight=weight.mean(),
+        )
+
+    def compute_grad(self, batch: TorchMiniBatch) -> DiscreteIQLLoss:
+        self._modules.critic_optim.zero_grad()
+        self._modules.actor_optim.zero_grad()
+        loss = self.compute_loss(batch)
+        # critic and actor parameters are disjoint (the policy reads detached features), so one
+        # backward pass fills both sets of gradients
+        (loss.critic_loss + loss.actor_loss).backward()
+        return loss
+
+    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
+        loss = self._compute_grad(batch)
+        self._modules.critic_optim.step()
+        self._modules.actor_optim.step()
+        if grad_step % self._target_update_interval == 0:
+            self.update_target()
+        return asdict_as_float(loss)
+
+    def update_target(self) -> None:
+        if self._tau >= 1.0:
+            hard_sync(self._modules.targ_q_func, self._modules.q_func)
+        else:
+            soft_sync(self._modules.targ_q_func, self._modules.q_func, self._tau)
+
+    # --------------------------------------------------------------------------------- inference
+
+    def _shared_features(self, x: TorchObservation) -> torch.Tensor | None:
+        return self._modules.q_func(x)[0] if self._share_encoder else None
+
+    def policy_logits(self, x: TorchObservation) -> torch.Tensor:
+        return self._modules.policy(x, self._shared_features(x))
+
+    def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
+        return self.policy_logits(x).argmax(dim=1)
+
+    def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
+        return Categorical(logits=self.policy_logits(x)).sample()
+
+    def inner_predict_value(self, x: TorchObservation, action: torch.Tensor) -> torch.Tensor:
+        q = self._modules.q_func(x)[1].mean(dim=1)
+        return q[torch.arange(q.shape[0], device=q.device), action.reshape(-1).long()]
+
+    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
+        self._modules.set_eval()
+        return self._modules.value_func(x, self._shared_features(x)).view(-1)
+
+    # ------------------------------------------------------------- d3rlpy copy_*_from interfaces
+
+    @property
+    def policy(self) -> FeatureHead:  # type: ignore[override]
+        return self._modules.policy
+
+    @property
+    def policy_optim(self) -> torch.optim.Optimizer:
+        return self._modules.actor_optim.optim
+
+    @property
+    def q_function(self) -> nn.ModuleList:
+        return nn.ModuleList([self._modules.q_func])
+
+    @property
+    def q_function_optim(self) -> torch.optim.Optimizer:
+        return self._modules.critic_optim.optim
