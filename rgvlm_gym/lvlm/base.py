@@ -275,6 +275,12 @@ class LVLM(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(spec={self.spec!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickles rebuild from the secret-free config (keys are re-read from the environment).
+        from rgvlm_gym.lvlm.registry import make_lvlm
+
+        return make_lvlm, (self.config,)
+
     # -- calls
 
     def _merge_gen(self, gen: Mapping[str, Any]) -> dict[str, Any]:
