@@ -1,0 +1,1 @@
+"""The ALFRED domain: ontology, scenes, tasks, trajectory loading, world semantics, planner, renderer."""

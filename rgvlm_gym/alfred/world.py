@@ -1,0 +1,284 @@
+"""World state and the semantics of ALFRED's high-level actions.
+
+Holds :class:`World`, a mutable, fast, copyable state of one room, and :data:`VERBS`. The world follows
+ALFRED's high-level plans (``plan.high_pddl``):
+
+- ``GotoLocation <type>`` walks to the receptacles of a type (every drawer of the room is one place) or to
+  the place holding an object of that type. Where several receptacles share the type the agent *faces*
+  one of them: the first, or the one holding the object it walked to; ``PutObject`` uses the faced one.
+- ``PickupObject <type>`` takes an object visible at the current place (inside a closed receptacle too:
+  ALFRED folds opening and closing into pickup and put). After slicing, what you pick up is a slice.
+- ``PutObject <receptacle type>`` puts the held object into a receptacle of that type here (a fixed one,
+  or a movable one such as a bowl or a mug), if the object fits there.
+- ``SliceObject <type>`` needs a knife or butter knife in hand; the object becomes three slices.
+- ``HeatObject`` / ``CoolObject`` / ``CleanObject <type>``: holding that object, at a microwave / fridge /
+  sink basin, it becomes hot / cold / clean.
+- ``ToggleObject <type>`` switches a lamp here on (or off).
+
+An action whose preconditions fail changes nothing and returns a message saying why; it never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rgvlm_gym.alfred.ontology import Ontology, load_ontology
+from rgvlm_gym.alfred.scene import SceneSpec
+
+__all__ = ["N_SLICES", "VERBS", "World"]
+
+VERBS = (
+    "GotoLocation",
+    "PickupObject",
+    "PutObject",
+    "ToggleObject",
+    "SliceObject",
+    "HeatObject",
+    "CoolObject",
+    "CleanObject",
+)
+N_SLICES = 3
+_APPLIANCE_FLAG = {"HeatObject": ("heat", "hot", "cold"), "CoolObject": ("cool", "cold", "hot"), "CleanObject": ("clean", "clean", None)}
+
+
+def _low(t: str) -> str:
+    return t.lower()
+
+
+class World:
+    """The mutable state of a room: where each object is, what the agent holds and where it stands.
+
+    Example:
+        >>> from rgvlm_gym.alfred.scene import ObjectSpec, ReceptacleSpec, SceneSpec
+        >>> scene = SceneSpec("demo", "kitchen",
+        ...     (ReceptacleSpec("CounterTop|1", "CounterTop"), ReceptacleSpec("Fridge|1", "Fridge")),
+        ...     (ObjectSpec("Apple|1", "Apple", "CounterTop|1"),))
+        >>> w = World(scene)
+        >>> w.step("PickupObject", "Apple")
+        'PickupObject apple: there is no apple here (you are at the start)'
+        >>> w.step("GotoLocation", "CounterTop"), w.step("PickupObject", "Apple"), w.held
+        (None, None, 'Apple|1')
+        >>> w.step("GotoLocation", "Fridge"), w.step("CoolObject", "Apple"), sorted(w.flags["Apple|1"])
+        (None, None, ['cold'])
+    """
+
+    __slots__ = ("onto", "scene", "rec_type", "members", "obj_type", "parent", "children", "flags", "held", "location", "focus", "order")
+
+    def __init__(self, scene: SceneSpec, onto: Ontology | None = None) -> None:
+        self.onto = onto or load_ontology()
+        self.scene = scene
+        self.rec_type: dict[str, str] = {}
+        self.members: dict[str, list[str]] = {}
+        self.children: dict[str, list[str]] = {}
+        for r in scene.receptacles:
+            self.rec_type[r.id] = r.type
+            self.members.setdefault(r.type, []).append(r.id)
+            self.children[r.id] = []
+        self.obj_type: dict[str, str] = {}
+        self.parent: dict[str, str | None] = {}
+        self.flags: dict[str, set[str]] = {}
+        self.order: dict[str, int] = {}
+        for i, o in enumerate(scene.objects):
+            self.obj_type[o.id] = o.type
+            self.flags[o.id] = set(o.flags)
+            self.order[o.id] = i
+            self.children.setdefault(o.id, [])
+        for o in scene.objects:
+            if o.parent not in self.children:
+                raise ValueError(f"scene {scene.scene_id}: object {o.id} is in unknown receptacle {o.parent!r}")
+            self.parent[o.id] = o.parent
+            self.children[o.parent].append(o.id)
+        self.held: str | None = None
+        self.location: str | None = None  # a receptacle type: the place the agent stands at
+        self.focus: dict[str, str] = {t: ids[0] for t, ids in self.members.items()}
+
+    # -- copying -----------------------------------------------------------------------------------
+    def copy(self) -> World:
+        w = object.__new__(World)
+        w.onto, w.scene, w.rec_type, w.members, w.order = self.onto, self.scene, self.rec_type, self.members, self.order
+        w.obj_type = dict(self.obj_type)
+        w.parent = dict(self.parent)
+        w.children = {k: list(v) for k, v in self.children.items()}
+        w.flags = {k: set(v) for k, v in self.flags.items()}
+        w.held, w.location, w.focus = self.held, self.location, dict(self.focus)
+        return w
+
+    # -- queries -----------------------------------------------------------------------------------
+    def type_of(self, ident: str) -> str:
+        return self.obj_type.get(ident) or self.rec_type[ident]
+
+    def fixed_ancestor(self, obj: str) -> str | None:
+        """The fixed receptacle an object is (transitively) in; None while held."""
+        node: str | None = obj
+        while node is not None and node not in self.rec_type:
+            node = self.parent.get(node)
+        return node
+
+    def subtree(self, node: str) -> Iterator[str]:
+        """Objects inside ``node`` (a receptacle or an object), depth first, in a stable order."""
+        for child in self.children[node]:
+            yield child
+            if self.children[child]:
+                yield from self.subtree(child)
+
+    def visible(self) -> list[str]:
+        """Objects at the agent's place (the held object excluded), the faced receptacle's first."""
+        if self.location is None:
+            return []
+        ids = self.members[self.location]
+        faced = self.focus[self.location]
+        out = list(self.subtree(faced))
+        for rid in ids:
+            if rid != faced:
+                out.extend(self.subtree(rid))
+        return out
+
+    def instances(self, obj_type: str) -> list[str]:
+        return [o for o, t in self.obj_type.items() if t == obj_type]
+
+    def where(self) -> str:
+        return f"the {_low(self.location)}" if self.location else "the start"
+
+    # -- actions -----------------------------------------------------------------------------------
+    def step(self, verb: str, arg: str) -> str | None:
+        """Apply a high-level action; return None on success, else why it failed (state unchanged)."""
+        handler = _HANDLERS.get(verb)
+        if handler is None:
+            return f"unknown action verb {verb!r}"
+        return handler(self, arg)
+
+    def _goto(self, target: str) -> str | None:
+        if target in self.members:
+            self.location = target
+            return None
+        candidates = [o for o in self.instances(target) if o != self.held and self.fixed_ancestor(o) is not None]
+        if not candidates:
+            if self.held is not None and self.obj_type[self.held] == target:
+                return f"GotoLocation {_low(target)}: you are holding the {_low(target)}"
+            return f"GotoLocation {_low(target)}: there is no {_low(target)} in this room"
+        # walk to the whole one first (a sliced object is several pieces), then in scene order
+        obj = min(candidates, key=lambda o: ("sliced" in self.flags[o], self.order.get(o, 1 << 30)))
+        rid = self.fixed_ancestor(obj)
+        assert rid is not None
+        self.location = self.rec_type[rid]
+        self.focus[self.location] = rid
+        return None
+
+    def _pickup(self, target: str) -> str | None:
+        name = _low(target)
+        if self.held is not None:
+            return f"PickupObject {name}: your hands are full (holding a {_low(self.obj_type[self.held])})"
+        if target not in self.onto.pickupable:
+            return f"PickupObject {name}: a {name} cannot be picked up"
+        candidates = [o for o in self.visible() if self.obj_type[o] == target]
+        if not candidates:
+            return f"PickupObject {name}: there is no {name} here (you are at {self.where()})"
+        sliced = [o for o in candidates if "sliced" in self.flags[o]]
+        obj = (sliced or candidates)[0]
+        self.children[self.parent[obj]].remove(obj)  # type: ignore[index]
+        self.parent[obj] = None
+        self.held = obj
+        return None
+
+    def _put(self, target: str) -> str | None:
+        name = _low(target)
+        if self.held is None:
+            return f"PutObject {name}: you are not holding anything"
+        held_type = self.obj_type[self.held]
+        if not self.onto.fits(held_type, target):
+            return f"PutObject {name}: a {_low(held_type)} does not go in a {name}"
+        if self.location == target:
+            dest = self.focus[target]
+        else:
+            inside_held = set(self.subtree(self.held))
+            movable = [o for o in self.visible() if self.obj_type[o] == target and o not in inside_held]
+            if not movable:
+                return f"PutObject {name}: there is no {name} here (you are at {self.where()})"
+            dest = movable[0]
+        obj, self.held = self.held, None
+        self.parent[obj] = dest
+        self.children[dest].append(obj)
+        return None
+
+    def _slice(self, target: str) -> str | None:
+        name = _low(target)
+        if target not in self.onto.sliceable:
+            return f"SliceObject {name}: a {name} cannot be sliced"
+        if self.held is None or self.obj_type[self.held] not in self.onto.slicing_tools:
+            return f"SliceObject {name}: you need a knife in hand to slice"
+        whole = [o for o in self.visible() if self.obj_type[o] == target and "sliced" not in self.flags[o]]
+        if not whole:
+            return f"SliceObject {name}: there is no whole {name} here (you are at {self.where()})"
+        obj = whole[0]
+        dest = self.parent[obj]
+        assert dest is not None
+        pos = self.children[dest].index(obj)
+        self.children[dest].remove(obj)
+        flags = self.flags.pop(obj) | {"sliced"}
+        del self.parent[obj], self.obj_type[obj]
+        self.children.pop(obj)
+        for k in range(N_SLICES):
+            sid = f"{obj}|{target}Sliced_{k + 1}"
+            self.obj_type[sid] = target
+            self.flags[sid] = set(flags)
+            self.parent[sid] = dest
+            self.children[sid] = []
+            self.children[dest].insert(pos + k, sid)
+        return None
+
+    def _appliance(self, verb: str, target: str) -> str | None:
+        name = _low(target)
+        kind, add, remove = _APPLIANCE_FLAG[verb]
+        able = {"heat": self.onto.heatable, "cool": self.onto.coolable, "clean": self.onto.cleanable}[kind]
+        appliance = self.onto.appliances[kind]
+        if target not in able:
+            return f"{verb} {name}: a {name} cannot be {'heated' if kind == 'heat' else kind + 'ed'}"
+        if self.held is None or self.obj_type[self.held] != target:
+            holding = f"a {_low(self.obj_type[self.held])}" if self.held else "nothing"
+            return f"{verb} {name}: you must hold the {name} (you hold {holding})"
+        if self.location != appliance:
+            return f"{verb} {name}: go to a {_low(appliance)} first (you are at {self.where()})"
+        f = self.flags[self.held]
+        f.add(add)
+        if remove:
+            f.discard(remove)
+        return None
+
+    def _toggle(self, target: str) -> str | None:
+        name = _low(target)
+        if target not in self.onto.toggleable:
+            return f"ToggleObject {name}: a {name} cannot be switched on"
+        lamps = [o for o in self.visible() if self.obj_type[o] == target]
+        if not lamps:
+            return f"ToggleObject {name}: there is no {name} here (you are at {self.where()})"
+        f = self.flags[lamps[0]]
+        f.symmetric_difference_update({"on"})
+        return None
+
+    # -- fingerprints ------------------------------------------------------------------------------
+    def view_key(self) -> tuple:
+        """Everything the agent sees from where it stands (a cache key for rendering)."""
+        held = None
+        if self.held is not None:
+            held = (self.obj_type[self.held], frozenset(self.flags[self.held]), self._nested_key(self.held))
+        if self.location is None:
+            return (None, held)
+        recs = tuple((rid, self._nested_key(rid)) for rid in self.members[self.location])
+        return (self.location, self.focus[self.location], recs, held)
+
+    def _nested_key(self, node: str) -> tuple:
+        return tuple(
+            (self.obj_type[c], frozenset(self.flags[c]), self._nested_key(c) if self.children[c] else ()) for c in self.children[node]
+        )
+
+
+_HANDLERS = {
+    "GotoLocation": World._goto,
+    "PickupObject": World._pickup,
+    "PutObject": World._put,
+    "SliceObject": World._slice,
+    "ToggleObject": World._toggle,
+    "HeatObject": lambda w, a: w._appliance("HeatObject", a),
+    "CoolObject": lambda w, a: w._appliance("CoolObject", a),
+    "CleanObject": lambda w, a: w._appliance("CleanObject", a),
+}
