@@ -246,7 +246,7 @@ class OpenAILVLM(LVLM):
             key = DUMMY_KEY
         self._key = _Secret(key)
         password = urllib.parse.urlsplit(self._resolved_url).password
-        self._secrets = tuple(s for s in (key if key != DUMMY_KEY else "", password or "") if s)
+        self._secrets = tuple(_Secret(s) for s in (key if key != DUMMY_KEY else "", password or "") if s)
         if key != DUMMY_KEY and urllib.parse.urlsplit(self._resolved_url).scheme == "http":
             self._warn_plain_http()
         self.timeout_s = float(timeout_s)
@@ -438,7 +438,7 @@ class OpenAILVLM(LVLM):
         raise exc
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._secrets)
+        return redact(text, tuple(s.reveal() for s in self._secrets))
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -453,11 +453,13 @@ class OpenAILVLM(LVLM):
         logger.warning("%s", err)
         return err
 
-    def _on_failure(self, exc: BaseException, attempt: int) -> float:
-        """Classify a failed attempt; return the delay before the next one or raise the final error."""
+    def _on_failure(self, exc: BaseException, attempt: int) -> float | LVLMRequestError:
+        """Classify a failed attempt: the delay before the next one, or the final error to raise (raised by
+        the caller outside its ``except`` block, so that the SDK's exception, which may quote the server's
+        error body, is not chained to it)."""
         status, retryable, retry_after, reason = self._classify(exc)
         if not retryable or attempt > self.max_retries:
-            raise self._give_up(attempt, status, reason) from None
+            return self._give_up(attempt, status, reason)
         delay = self._delay(attempt, retry_after)
         logger.info(
             "LVLM %s attempt %d/%d failed (%s: %s); retrying in %.2f s",
@@ -476,8 +478,10 @@ class OpenAILVLM(LVLM):
                 resp = client.chat.completions.create(**kwargs)
                 return self._parse(resp, n_images, time.perf_counter() - start, attempt - 1)
             except Exception as exc:  # classified; non-LVLM errors re-raised by _classify
-                delay = self._on_failure(exc, attempt)
-            time.sleep(delay)
+                outcome = self._on_failure(exc, attempt)
+            if isinstance(outcome, LVLMRequestError):
+                raise outcome
+            time.sleep(outcome)
 
     async def _achat(self, messages: list[dict[str, Any]], gen: dict[str, Any]) -> LVLMResponse:
         kwargs, n_images = self.build_request(messages, gen)
@@ -490,5 +494,7 @@ class OpenAILVLM(LVLM):
                 resp = await client.chat.completions.create(**kwargs)
                 return self._parse(resp, n_images, time.perf_counter() - start, attempt - 1)
             except Exception as exc:
-                delay = self._on_failure(exc, attempt)
-            await asyncio.sleep(delay)
+                outcome = self._on_failure(exc, attempt)
+            if isinstance(outcome, LVLMRequestError):
+                raise outcome
+            await asyncio.sleep(outcome)

@@ -66,7 +66,7 @@ class FaultServer:
                 except ValueError:
                     body = raw
                 with server._lock:
-                    server.requests.append((time.monotonic(), dict(self.headers), body))
+                    server.requests.append((time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body))
                     step = server.script.popleft() if len(server.script) > 1 else server.script[0]
                 kind = step[0]
                 if kind == "drop":
@@ -105,7 +105,7 @@ class FaultServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def set_script(self, script: list[tuple]) -> None:
