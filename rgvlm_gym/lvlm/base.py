@@ -115,13 +115,19 @@ def _check_image(image: Any, where: str) -> None:
     if isinstance(image, Image.Image):
         return
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        if (
+            image.dtype != np.uint8
+            or image.ndim not in (2, 3)
+            or (image.ndim == 3 and image.shape[2] not in (1, 3, 4))
+        ):
             raise ValueError(
                 f"Expect {where} to be an np.uint8 array of shape (H, W, 3), actually: "
                 f"dtype={image.dtype}, shape={image.shape}"
             )
         return
-    raise ValueError(f"Expect {where} to be an np.uint8 (H, W, 3) array or a PIL.Image, actually: {type(image).__name__}")
+    raise ValueError(
+        f"Expect {where} to be an np.uint8 (H, W, 3) array or a PIL.Image, actually: {type(image).__name__}"
+    )
 
 
 def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
@@ -132,13 +138,17 @@ def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
             np.uint8 (H, W, 3) array or a PIL image.
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise ValueError(f"Expect `messages` to be a list of {{'role', 'content'}} dicts, actually: {type(messages).__name__}")
+        raise ValueError(
+            f"Expect `messages` to be a list of {{'role', 'content'}} dicts, actually: {type(messages).__name__}"
+        )
     if not messages:
         raise ValueError("Expect `messages` to hold at least one message, actually: an empty list")
     out: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
-            raise ValueError(f"Expect messages[{i}] to be a dict with 'role' and 'content', actually: {msg!r:.80}")
+            raise ValueError(
+                f"Expect messages[{i}] to be a dict with 'role' and 'content', actually: {msg!r:.80}"
+            )
         role = msg["role"]
         if role not in _ROLES:
             raise ValueError(f"Expect messages[{i}]['role'] to be one of {_ROLES}, actually: {role!r}")
@@ -156,15 +166,21 @@ def normalize_messages(messages: Messages) -> list[dict[str, Any]]:
                     raise ValueError(f"Expect {where}['type'] to be one of {_PART_TYPES}, actually: {got!r}")
                 kind = part["type"]
                 if kind == "text" and not isinstance(part.get("text"), str):
-                    raise ValueError(f"Expect {where}['text'] to be a str, actually: {type(part.get('text')).__name__}")
+                    raise ValueError(
+                        f"Expect {where}['text'] to be a str, actually: {type(part.get('text')).__name__}"
+                    )
                 if kind == "image":
                     _check_image(part.get("image"), f"{where}['image']")
                 if kind == "image_url":
                     url = part.get("image_url")
                     if not (isinstance(url, Mapping) and isinstance(url.get("url"), str)):
-                        raise ValueError(f"Expect {where}['image_url'] to be {{'url': str}}, actually: {url!r:.80}")
+                        raise ValueError(
+                            f"Expect {where}['image_url'] to be {{'url': str}}, actually: {url!r:.80}"
+                        )
                 if kind == "privileged" and not isinstance(part.get("data"), Mapping):
-                    raise ValueError(f"Expect {where}['data'] to be a dict, actually: {type(part.get('data')).__name__}")
+                    raise ValueError(
+                        f"Expect {where}['data'] to be a dict, actually: {type(part.get('data')).__name__}"
+                    )
                 parts.append(dict(part))
         else:
             raise ValueError(
@@ -262,7 +278,9 @@ class LVLM(abc.ABC):
         if self.gen_defaults:
             params["gen_defaults"] = dict(self.gen_defaults)
         if self.usage.prices:
-            params["prices"] = {k: (p.input_per_mtok, p.output_per_mtok) for k, p in self.usage.prices.items()}
+            params["prices"] = {
+                k: (p.input_per_mtok, p.output_per_mtok) for k, p in self.usage.prices.items()
+            }
         return {"type": self.backend, "params": params}
 
     @property
@@ -338,7 +356,10 @@ class LVLM(abc.ABC):
             return
         attempts = exc.attempts if isinstance(exc, LVLMRequestError) else 1
         self.usage.record_failure(
-            self.model, retries=max(attempts - 1, 0), images=count_images(strip_privileged(norm)), latency_s=latency_s
+            self.model,
+            retries=max(attempts - 1, 0),
+            images=count_images(strip_privileged(norm)),
+            latency_s=latency_s,
         )
 
     def _slot(self) -> asyncio.Semaphore:
@@ -410,7 +431,7 @@ class LVLM(abc.ABC):
             raise box["error"]
         return box["result"]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release network clients or models (idempotent)."""
 
     def __enter__(self) -> LVLM:

@@ -31,7 +31,9 @@ from rgvlm_gym.lvlm.usage import LVLMUsage, Price
 __all__ = ["HFLVLM", "resolve_device", "resolve_dtype"]
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-_IGNORED_GEN = frozenset({"response_format", "max_completion_tokens", "frequency_penalty", "presence_penalty", "user"})
+_IGNORED_GEN = frozenset(
+    {"response_format", "max_completion_tokens", "frequency_penalty", "presence_penalty", "user"}
+)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -139,7 +141,9 @@ class HFLVLM(LVLM):
         model_kwargs[dtype_key] = self.torch_dtype
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
-        self.hf_model = AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()
+        self.hf_model = (
+            AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()
+        )
 
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # decoder-only batched generation
@@ -187,7 +191,9 @@ class HFLVLM(LVLM):
         else:
             url = part["image_url"]["url"]
             if not url.startswith("data:"):
-                raise ValueError(f"The hf backend takes images inline or as data: URLs, not remote URLs: {url[:60]!r}")
+                raise ValueError(
+                    f"The hf backend takes images inline or as data: URLs, not remote URLs: {url[:60]!r}"
+                )
             image = decode_data_url(url)
         return fit_max_side(image, self.image_max_side)
 
@@ -226,7 +232,9 @@ class HFLVLM(LVLM):
         kwargs["pad_token_id"] = self._pad_id
         return kwargs, gen.get("seed"), stops
 
-    def generate_batch(self, conversations: Sequence[list[dict[str, Any]]], gen: Mapping[str, Any]) -> list[LVLMResponse]:
+    def generate_batch(
+        self, conversations: Sequence[list[dict[str, Any]]], gen: Mapping[str, Any]
+    ) -> list[LVLMResponse]:
         """Answer normalised conversations in one ``generate`` call (all with images, or all without)."""
         torch = self._torch
         start = time.perf_counter()
@@ -254,10 +262,14 @@ class HFLVLM(LVLM):
             out = self.hf_model.generate(**inputs, **gen_kwargs)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:].cpu()
-        prompt_counts = inputs["attention_mask"].sum(dim=1).tolist() if "attention_mask" in inputs else [prompt_len] * len(prompts)
+        prompt_counts = (
+            inputs["attention_mask"].sum(dim=1).tolist()
+            if "attention_mask" in inputs
+            else [prompt_len] * len(prompts)
+        )
         latency = time.perf_counter() - start
         responses = []
-        for row, n_prompt, n_images in zip(new_tokens.tolist(), prompt_counts, counts):
+        for row, n_prompt, n_images in zip(new_tokens.tolist(), prompt_counts, counts, strict=True):
             n_out, finish = len(row), "length"
             for j, tok in enumerate(row):
                 if tok in self._eos_ids:
@@ -274,7 +286,10 @@ class HFLVLM(LVLM):
                 LVLMResponse(
                     text=text,
                     usage=LVLMUsage(
-                        prompt_tokens=int(n_prompt), completion_tokens=n_out, images=n_images, latency_s=latency
+                        prompt_tokens=int(n_prompt),
+                        completion_tokens=n_out,
+                        images=n_images,
+                        latency_s=latency,
                     ),
                     model=self._model_name,
                     finish_reason=finish,
@@ -298,14 +313,19 @@ class HFLVLM(LVLM):
         settings = self._merge_gen(gen)
         norms = [normalize_messages(m) for m in requests]
         results: list[LVLMResponse | BaseException | None] = [None] * len(norms)
-        has_images = [any(p["type"] in ("image", "image_url") for m in strip_privileged(n) for p in m["content"]) for n in norms]
+        has_images = [
+            any(p["type"] in ("image", "image_url") for m in strip_privileged(n) for p in m["content"])
+            for n in norms
+        ]
         for flag in (True, False):
             idx = [i for i, h in enumerate(has_images) if h is flag]
             for k in range(0, len(idx), self.batch_size):
                 chunk = idx[k : k + self.batch_size]
                 start = time.perf_counter()
                 try:
-                    responses = await asyncio.to_thread(self.generate_batch, [norms[i] for i in chunk], settings)
+                    responses = await asyncio.to_thread(
+                        self.generate_batch, [norms[i] for i in chunk], settings
+                    )
                 except Exception as exc:
                     for i in chunk:
                         self._record_failure(exc, norms[i], time.perf_counter() - start)
@@ -314,7 +334,7 @@ class HFLVLM(LVLM):
                     for i in chunk:
                         results[i] = exc
                     continue
-                for i, r in zip(chunk, responses):
+                for i, r in zip(chunk, responses, strict=True):
                     self.usage.record(r.model, r.usage)
                     results[i] = r
         return [r for r in results if r is not None]

@@ -60,7 +60,9 @@ def fit_max_side(image: Image.Image, max_side: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def encode_data_url(image: Any, *, max_side: int | None = None, fmt: str = "png", jpeg_quality: int = 90) -> str:
+def encode_data_url(
+    image: Any, *, max_side: int | None = None, fmt: str = "png", jpeg_quality: int = 90
+) -> str:
     """A ``data:image/...;base64,`` URL of ``image`` resized to ``max_side``.
 
     Args:

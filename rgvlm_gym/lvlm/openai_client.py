@@ -215,9 +215,13 @@ class OpenAILVLM(LVLM):
         if not isinstance(model, str) or not model:
             raise ValueError(f"Expect `model` to be a non-empty str, actually: {model!r}")
         if image_format not in IMAGE_FORMATS:
-            raise ValueError(f"Expect `image_format` to be one of {IMAGE_FORMATS}, actually: {image_format!r}")
+            raise ValueError(
+                f"Expect `image_format` to be one of {IMAGE_FORMATS}, actually: {image_format!r}"
+            )
         if image_max_side is not None and (not isinstance(image_max_side, int) or image_max_side < 1):
-            raise ValueError(f"Expect `image_max_side` to be a positive int or None, actually: {image_max_side!r}")
+            raise ValueError(
+                f"Expect `image_max_side` to be a positive int or None, actually: {image_max_side!r}"
+            )
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"Expect `max_retries` to be an int >= 0, actually: {max_retries!r}")
         if timeout_s <= 0:
@@ -231,7 +235,9 @@ class OpenAILVLM(LVLM):
         self.base_url = base_url
         resolved = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         if urllib.parse.urlsplit(resolved).scheme not in ("http", "https"):
-            raise ValueError(f"Expect `base_url` to start with http:// or https://, actually: {_public_url(resolved)!r}")
+            raise ValueError(
+                f"Expect `base_url` to start with http:// or https://, actually: {_public_url(resolved)!r}"
+            )
         self._resolved_url = resolved.rstrip("/")
         self.url = _public_url(self._resolved_url)
         self.api_key_env = api_key_env
@@ -261,7 +267,9 @@ class OpenAILVLM(LVLM):
         self._jitter = random.Random()
         self._client_lock = threading.Lock()
         self._sync_client: Any = None
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- identity
 
@@ -351,7 +359,9 @@ class OpenAILVLM(LVLM):
 
     # -- requests
 
-    def build_request(self, messages: list[dict[str, Any]], gen: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    def build_request(
+        self, messages: list[dict[str, Any]], gen: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], int]:
         """The SDK keyword arguments for normalised ``messages`` and the number of images in them.
 
         Privileged parts are dropped, images become data URLs, a message of a single text part is sent
@@ -366,7 +376,10 @@ class OpenAILVLM(LVLM):
                     parts.append({"type": "text", "text": part["text"]})
                 elif part["type"] == "image":
                     url = encode_data_url(
-                        part["image"], max_side=self.image_max_side, fmt=self.image_format, jpeg_quality=self.jpeg_quality
+                        part["image"],
+                        max_side=self.image_max_side,
+                        fmt=self.image_format,
+                        jpeg_quality=self.jpeg_quality,
                     )
                     image_url: dict[str, Any] = {"url": url}
                     if self.image_detail:
@@ -448,7 +461,11 @@ class OpenAILVLM(LVLM):
 
     def _give_up(self, attempts: int, status: int | str, reason: str) -> LVLMRequestError:
         err = LVLMRequestError(
-            model=self._model, url=f"{self.url}/chat/completions", attempts=attempts, status=status, reason=reason
+            model=self._model,
+            url=f"{self.url}/chat/completions",
+            attempts=attempts,
+            status=status,
+            reason=reason,
         )
         logger.warning("%s", err)
         return err
@@ -463,7 +480,12 @@ class OpenAILVLM(LVLM):
         delay = self._delay(attempt, retry_after)
         logger.info(
             "LVLM %s attempt %d/%d failed (%s: %s); retrying in %.2f s",
-            self._model, attempt, self.max_retries + 1, status, reason[:200], delay,
+            self._model,
+            attempt,
+            self.max_retries + 1,
+            status,
+            reason[:200],
+            delay,
         )
         return delay
 

@@ -112,7 +112,9 @@ def parse_key_values(text: str, *, where: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"Expect {where} options as key=value pairs separated by ',', actually: {item!r}")
+            raise ValueError(
+                f"Expect {where} options as key=value pairs separated by ',', actually: {item!r}"
+            )
         params[key] = _parse_value(value.strip())
     return params
 
@@ -132,7 +134,9 @@ class LVLMSpec:
             ValueError: an empty spec, an unknown backend (with a "did you mean" hint) or malformed options.
         """
         if not isinstance(spec, str) or not spec.strip():
-            raise ValueError(f"Expect an LVLM spec string such as 'sim' or 'openai:gpt-4o', actually: {spec!r}")
+            raise ValueError(
+                f"Expect an LVLM spec string such as 'sim' or 'openai:gpt-4o', actually: {spec!r}"
+            )
         name, _, rest = spec.strip().partition(":")
         klass = _backend_class(name)
         parser = getattr(klass, "parse_spec_rest", None)
@@ -155,7 +159,9 @@ class LVLMSpec:
     def from_config(cls, config: Mapping[str, Any]) -> LVLMSpec:
         """From a ``{"type", "params"}`` dict."""
         if not isinstance(config, Mapping) or "type" not in config:
-            raise ValueError(f"Expect an LVLM config {{'type': ..., 'params': {{...}}}}, actually: {config!r:.100}")
+            raise ValueError(
+                f"Expect an LVLM config {{'type': ..., 'params': {{...}}}}, actually: {config!r:.100}"
+            )
         _backend_class(config["type"])
         return cls(config["type"], dict(config.get("params") or {}))
 

@@ -271,7 +271,7 @@ def _rgvlm_task(request: SimRequest) -> str:
             "than the later ones."
         )
     lines = [SIM_DISCLAIMER, f'Analysis of {len(actions)} actions toward the goal "{goal}":']
-    for i, (action, score) in enumerate(zip(actions, scores), start=1):
+    for i, (action, score) in enumerate(zip(actions, scores, strict=True), start=1):
         bucket = "none" if score == 0 else "low" if score <= 3 else "mid" if score <= 6 else "high"
         options = _WORDING[bucket]
         lines.append(f"{i}. {action}: {options[int(rng.integers(len(options)))]}")
@@ -302,7 +302,9 @@ def _request_key(messages: list[dict[str, Any]], gen: Mapping[str, Any]) -> list
             else:
                 image = part["image"]
                 arr = np.asarray(image)
-                chunks.append(b"i" + repr(arr.shape).encode() + hashlib.blake2b(arr.tobytes(), digest_size=16).digest())
+                chunks.append(
+                    b"i" + repr(arr.shape).encode() + hashlib.blake2b(arr.tobytes(), digest_size=16).digest()
+                )
     chunks.append(_canonical(gen.get("seed")))
     return _digest_words(*chunks)
 
@@ -343,7 +345,12 @@ class SimLVLM(LVLM):
     ) -> None:
         super().__init__(max_concurrency=max_concurrency, gen_defaults=gen_defaults, prices=prices)
         self.settings = SimSettings(
-            noise=noise, miss=miss, useless_credit=useless_credit, malformed=malformed, latency=latency, seed=seed
+            noise=noise,
+            miss=miss,
+            useless_credit=useless_credit,
+            malformed=malformed,
+            latency=latency,
+            seed=seed,
         )
 
     @property
@@ -377,7 +384,11 @@ class SimLVLM(LVLM):
                 )
             seed_words = [self.settings.seed & 0xFFFFFFFF, *_request_key(messages, gen)]
             request = SimRequest(
-                data=data, messages=messages, settings=self.settings, rng=np.random.default_rng(seed_words), gen=gen
+                data=data,
+                messages=messages,
+                settings=self.settings,
+                rng=np.random.default_rng(seed_words),
+                gen=gen,
             )
             text = _SIM_TASKS[task](request)
         max_tokens = gen.get("max_tokens")
@@ -385,7 +396,9 @@ class SimLVLM(LVLM):
             return text[: 4 * max_tokens], "length"
         return text, "stop"
 
-    def _respond(self, messages: list[dict[str, Any]], text: str, finish: str, latency: float) -> LVLMResponse:
+    def _respond(
+        self, messages: list[dict[str, Any]], text: str, finish: str, latency: float
+    ) -> LVLMResponse:
         visible = strip_privileged(messages)
         chars = sum(len(p["text"]) for m in visible for p in m["content"] if p["type"] == "text")
         images = count_images(visible)

@@ -61,7 +61,9 @@ class Price:
 
     def __post_init__(self) -> None:
         if self.input_per_mtok < 0 or self.output_per_mtok < 0:
-            raise ValueError(f"Expect prices to be >= 0, actually: {self.input_per_mtok}, {self.output_per_mtok}")
+            raise ValueError(
+                f"Expect prices to be >= 0, actually: {self.input_per_mtok}, {self.output_per_mtok}"
+            )
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
@@ -161,7 +163,9 @@ class UsageMeter:
             else:
                 self._unpriced.add(model)
 
-    def record_failure(self, model: str, *, retries: int = 0, images: int = 0, latency_s: float = 0.0) -> None:
+    def record_failure(
+        self, model: str, *, retries: int = 0, images: int = 0, latency_s: float = 0.0
+    ) -> None:
         """Add one call that failed for good (after ``retries`` retries)."""
         with self._lock:
             self._calls += 1

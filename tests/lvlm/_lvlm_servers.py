@@ -6,6 +6,7 @@ is a genuine transformers LLaVA model with a tokenizer trained here, saved to di
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
-def completion_body(text: str = "ok", model: str = "fault-model", prompt_tokens: int = 7, completion_tokens: int = 2) -> dict:
+def completion_body(
+    text: str = "ok", model: str = "fault-model", prompt_tokens: int = 7, completion_tokens: int = 2
+) -> dict:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -66,7 +69,9 @@ class FaultServer:
                 except ValueError:
                     body = raw
                 with server._lock:
-                    server.requests.append((time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body))
+                    server.requests.append(
+                        (time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     step = server.script.popleft() if len(server.script) > 1 else server.script[0]
                 kind = step[0]
                 if kind == "drop":
@@ -89,23 +94,25 @@ class FaultServer:
                 else:
                     raise AssertionError(f"unknown step {step}")
 
-            def _send(self, code: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, code: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def set_script(self, script: list[tuple]) -> None:
@@ -151,7 +158,9 @@ def build_tiny_llava(out: Path) -> Path:
         special_tokens=["<pad>", "<s>", "</s>", "<image>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(["score each action from 0 to 10", "the robot picks up the apple and opens the fridge"], trainer)
+    tok.train_from_iterator(
+        ["score each action from 0 to 10", "the robot picks up the apple and opens the fridge"], trainer
+    )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
@@ -174,7 +183,12 @@ def build_tiny_llava(out: Path) -> Path:
         num_additional_image_tokens=1,
     )
     vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -116,7 +116,10 @@ def test_concurrency_is_bounded(fault_server: FaultServer) -> None:
 
 def test_429_retry_after_is_honoured(fault_server: FaultServer) -> None:
     fault_server.set_script(
-        [("status", 429, {"Retry-After": "0.3"}, {"error": {"message": "rate limited"}}), ("ok", "after wait")]
+        [
+            ("status", 429, {"Retry-After": "0.3"}, {"error": {"message": "rate limited"}}),
+            ("ok", "after wait"),
+        ]
     )
     lvlm = fast(fault_server)
     r = asyncio.run(lvlm.achat(user()))
@@ -194,7 +197,16 @@ def test_api_key_never_leaks(fault_server: FaultServer, monkeypatch, caplog) -> 
         lvlm.chat(user())
     assert fault_server.requests[0][1]["authorization"] == f"Bearer {SECRET}"  # it was sent...
     err = info.value
-    leaks = [str(err), repr(err), err.reason, repr(lvlm), lvlm.spec, str(lvlm.config), caplog.text, str(vars(lvlm))]
+    leaks = [
+        str(err),
+        repr(err),
+        err.reason,
+        repr(lvlm),
+        lvlm.spec,
+        str(lvlm.config),
+        caplog.text,
+        str(vars(lvlm)),
+    ]
     leaks.append(str(err.__cause__) + str(err.__context__))
     for text in leaks:
         assert SECRET not in text and SECRET[8:20] not in text

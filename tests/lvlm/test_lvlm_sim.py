@@ -15,11 +15,18 @@ from rgvlm_gym.lvlm import LVLMResponse, make_lvlm, register_sim_task
 from rgvlm_gym.lvlm.sim import _SIM_TASKS, _WORDING, NO_GROUND_TRUTH, SIM_DISCLAIMER, SimRequest
 
 
-def request(stage: str, contributions: list[float], goal: str = "heat an apple", actions: list[str] | None = None,
-            text: str = "Score each action from 0 to 10.") -> list[dict]:
+def request(
+    stage: str,
+    contributions: list[float],
+    goal: str = "heat an apple",
+    actions: list[str] | None = None,
+    text: str = "Score each action from 0 to 10.",
+) -> list[dict]:
     actions = actions or [f"PickupObject thing{i}" for i in range(len(contributions))]
     data = {"task": "rgvlm", "stage": stage, "actions": actions, "contributions": contributions, "goal": goal}
-    return [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "privileged", "data": data}]}]
+    return [
+        {"role": "user", "content": [{"type": "text", "text": text}, {"type": "privileged", "data": data}]}
+    ]
 
 
 def scores_over(spec: str, contributions: list[float], n_calls: int) -> tuple[np.ndarray, int]:
@@ -88,7 +95,13 @@ def test_malformed_rate_and_kinds() -> None:
 
 def test_analysis_is_one_numbered_line_per_action_and_agrees_with_scores() -> None:
     lvlm = make_lvlm("sim:miss=0.5,noise=0.5,seed=5")
-    actions = ["GotoLocation fridge", "OpenObject fridge", "PickupObject apple", "GotoLocation sofa", "HeatObject apple"]
+    actions = [
+        "GotoLocation fridge",
+        "OpenObject fridge",
+        "PickupObject apple",
+        "GotoLocation sofa",
+        "HeatObject apple",
+    ]
     contributions = [0.2, 0.4, 0.6, 0.0, 1.0]
     wordings: set[str] = set()
     for i in range(30):
@@ -99,7 +112,7 @@ def test_analysis_is_one_numbered_line_per_action_and_agrees_with_scores() -> No
         assert lines[0] == SIM_DISCLAIMER and goal in lines[1]
         numbered = [ln for ln in lines if re.match(r"^\d+\. ", ln)]
         assert len(numbered) == len(actions)
-        for k, (line, action, score) in enumerate(zip(numbered, actions, scores), start=1):
+        for k, (line, action, score) in enumerate(zip(numbered, actions, scores, strict=True), start=1):
             assert line.startswith(f"{k}. {action}: ")
             sentence = line.split(": ", 1)[1]
             wordings.add(sentence)
@@ -133,7 +146,7 @@ def test_independent_of_call_order_and_concurrency() -> None:
     lvlm = make_lvlm(spec, max_concurrency=16)
     lvlm.chat([{"role": "user", "content": "warm up with something else"}])
     shuffled = asyncio.run(lvlm.achat_many([reqs[i] for i in order]))
-    assert {i: r.text for i, r in zip(order, shuffled)} == forward
+    assert {i: r.text for i, r in zip(order, shuffled, strict=True)} == forward
 
 
 def test_the_last_privileged_part_answers() -> None:
@@ -145,7 +158,9 @@ def test_the_last_privileged_part_answers() -> None:
 
 def test_no_ground_truth_fallback_and_images_ignored() -> None:
     image = np.zeros((8, 8, 3), np.uint8)
-    r = make_lvlm("sim").chat([{"role": "user", "content": [{"type": "text", "text": "what?"}, {"type": "image", "image": image}]}])
+    r = make_lvlm("sim").chat(
+        [{"role": "user", "content": [{"type": "text", "text": "what?"}, {"type": "image", "image": image}]}]
+    )
     assert r.text == NO_GROUND_TRUTH and "simulated" in r.text and r.usage.images == 1 and r.usage.simulated
 
 
@@ -172,10 +187,17 @@ def test_register_a_task() -> None:
     try:
         with pytest.raises(ValueError, match="already registered"):
             register_sim_task("test_success", success)
-        msgs = [{"role": "user", "content": [{"type": "privileged", "data": {"task": "test_success", "success": True}}]}]
+        msgs = [
+            {
+                "role": "user",
+                "content": [{"type": "privileged", "data": {"task": "test_success", "success": True}}],
+            }
+        ]
         assert make_lvlm("sim").chat(msgs).text == "yes"
         answers = [
-            make_lvlm("sim:noise=0.5").chat([{"role": "user", "content": [{"type": "text", "text": str(i)}, *msgs[0]["content"]]}]).text
+            make_lvlm("sim:noise=0.5")
+            .chat([{"role": "user", "content": [{"type": "text", "text": str(i)}, *msgs[0]["content"]]}])
+            .text
             for i in range(200)
         ]
         assert 0.35 < answers.count("no") / 200 < 0.65
