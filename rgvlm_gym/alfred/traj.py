@@ -204,7 +204,9 @@ class SceneEvidence:
     def _add(self, fp: str, typ: str, pos: Vec3, ident: str | None) -> None:
         recs = self.receptacles[fp]
         for rid, (t, p) in recs.items():
-            if t == typ and p is not None and math.dist(p, pos) < 0.3 and (ident is None or rid == ident):
+            # a basin's id carries its sink's or tub's position, up to a metre from the basin's own
+            tol = 1.2 if typ in ("SinkBasin", "BathtubBasin") else 0.3
+            if t == typ and p is not None and math.dist(p, pos) < tol and (ident is None or rid == ident):
                 if ident is None and typ in ("SinkBasin", "BathtubBasin"):
                     recs[rid] = (t, pos)  # a basin's own position beats its sink's, which its id carries
                 return
@@ -311,6 +313,13 @@ def reconstruct_scene(
     pos_of = {oid: pos for oid, _, pos in poses}
     type_of = {oid: t for oid, t, _ in poses}
     moved: set[str] = set()
+    touched: list[str] = []
+    for step in traj.high_pddl:
+        pa = step.get("planner_action", {})
+        if pa.get("action") == "SliceObject" and "objectId" in pa:
+            oid = _match_object(pa["objectId"], pos_of, type_of)
+            if oid is not None and oid not in touched:
+                touched.append(oid)
     for step in traj.high_pddl:
         pa = step.get("planner_action", {})
         act = pa.get("action")
@@ -320,6 +329,8 @@ def reconstruct_scene(
             continue
         moved.add(pa["objectId"])
         oid = _match_object(pa["objectId"], pos_of, type_of)
+        if oid is not None and oid not in touched:
+            touched.append(oid)
         cr = pa.get("coordinateReceptacleObjectId")
         if oid is None or not cr:
             continue
@@ -356,8 +367,10 @@ def reconstruct_scene(
             lamps.append(ObjectSpec(lid, typ, home.id, lpos, frozenset({"on"}) if typ in on else frozenset()))
 
     objects = tuple(ObjectSpec(oid, typ, parent[oid], pos) for oid, typ, pos in poses if oid in parent) + tuple(lamps)
-    # movable receptacles first so their contents can refer to them
-    objects = tuple(sorted(objects, key=lambda o: o.parent in pos_of))
+    # The objects the plan uses come first, in plan order: where a type-level action could mean several
+    # objects ("GotoLocation apple" in a room with three apples), the world takes the first in scene order.
+    rank = {oid: i for i, oid in enumerate(touched)}
+    objects = tuple(sorted(objects, key=lambda o: rank.get(o.id, len(rank))))
     return SceneSpec(fp, room_of_floor_plan(fp), tuple(fixed), objects)
 
 

@@ -5,7 +5,11 @@ ALFRED's high-level plans (``plan.high_pddl``):
 
 - ``GotoLocation <type>`` walks to the receptacles of a type (every drawer of the room is one place) or to
   the place holding an object of that type. Where several receptacles share the type the agent *faces*
-  one of them: the first, or the one holding the object it walked to; ``PutObject`` uses the faced one.
+  one of them: the first, the one it last took something from, or the one holding the object it walked
+  to; ``PutObject`` uses the one it last put something into, else the faced one (so two candles go
+  into the same drawer). Receptacles within arm's reach of the faced one
+  (:data:`NEAR_RADIUS`, e.g. the sink beside a counter) can be used from there too, as in ALFRED, whose
+  plans often skip the walk between such neighbours.
 - ``PickupObject <type>`` takes an object visible at the current place (inside a closed receptacle too:
   ALFRED folds opening and closing into pickup and put). After slicing, what you pick up is a slice.
 - ``PutObject <receptacle type>`` puts the held object into a receptacle of that type here (a fixed one,
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from rgvlm_gym.alfred.ontology import Ontology, load_ontology
 from rgvlm_gym.alfred.scene import SceneSpec
 
-__all__ = ["N_SLICES", "VERBS", "World"]
+__all__ = ["NEAR_RADIUS", "N_SLICES", "VERBS", "World"]
 
 VERBS = (
     "GotoLocation",
@@ -38,6 +42,7 @@ VERBS = (
     "CleanObject",
 )
 N_SLICES = 3
+NEAR_RADIUS = 1.0  # metres between receptacle positions for "within reach of the faced receptacle"
 _APPLIANCE_FLAG = {"HeatObject": ("heat", "hot", "cold"), "CoolObject": ("cool", "cold", "hot"), "CleanObject": ("clean", "clean", None)}
 
 
@@ -62,7 +67,9 @@ class World:
         (None, None, ['cold'])
     """
 
-    __slots__ = ("onto", "scene", "rec_type", "members", "obj_type", "parent", "children", "flags", "held", "location", "focus", "order")
+    __slots__ = (
+        "onto", "scene", "rec_type", "members", "near", "obj_type", "parent", "children", "flags", "held", "location", "focus", "order", "last_put", "moved",
+    )
 
     def __init__(self, scene: SceneSpec, onto: Ontology | None = None) -> None:
         self.onto = onto or load_ontology()
@@ -74,6 +81,7 @@ class World:
             self.rec_type[r.id] = r.type
             self.members.setdefault(r.type, []).append(r.id)
             self.children[r.id] = []
+        self.near = _neighbours(scene)
         self.obj_type: dict[str, str] = {}
         self.parent: dict[str, str | None] = {}
         self.flags: dict[str, set[str]] = {}
@@ -91,16 +99,19 @@ class World:
         self.held: str | None = None
         self.location: str | None = None  # a receptacle type: the place the agent stands at
         self.focus: dict[str, str] = {t: ids[0] for t, ids in self.members.items()}
+        self.last_put: dict[str, str] = {}
+        self.moved: set[str] = set()  # objects the agent has put somewhere
 
     # -- copying -----------------------------------------------------------------------------------
     def copy(self) -> World:
         w = object.__new__(World)
-        w.onto, w.scene, w.rec_type, w.members, w.order = self.onto, self.scene, self.rec_type, self.members, self.order
+        w.onto, w.scene, w.rec_type, w.members, w.order, w.near = self.onto, self.scene, self.rec_type, self.members, self.order, self.near
         w.obj_type = dict(self.obj_type)
         w.parent = dict(self.parent)
         w.children = {k: list(v) for k, v in self.children.items()}
         w.flags = {k: set(v) for k, v in self.flags.items()}
-        w.held, w.location, w.focus = self.held, self.location, dict(self.focus)
+        w.held, w.location, w.focus, w.last_put = self.held, self.location, dict(self.focus), dict(self.last_put)
+        w.moved = set(self.moved)
         return w
 
     # -- queries -----------------------------------------------------------------------------------
@@ -121,16 +132,20 @@ class World:
             if self.children[child]:
                 yield from self.subtree(child)
 
-    def visible(self) -> list[str]:
-        """Objects at the agent's place (the held object excluded), the faced receptacle's first."""
+    def places(self) -> list[str]:
+        """Receptacles in reach: the faced one, the others of its type, then its neighbours."""
         if self.location is None:
             return []
-        ids = self.members[self.location]
         faced = self.focus[self.location]
-        out = list(self.subtree(faced))
-        for rid in ids:
-            if rid != faced:
-                out.extend(self.subtree(rid))
+        out = [faced] + [r for r in self.members[self.location] if r != faced]
+        out.extend(r for r in self.near.get(faced, ()) if self.rec_type[r] != self.location)
+        return out
+
+    def visible(self) -> list[str]:
+        """Objects in reach (the held object excluded), the faced receptacle's first."""
+        out: list[str] = []
+        for rid in self.places():
+            out.extend(self.subtree(rid))
         return out
 
     def instances(self, obj_type: str) -> list[str]:
@@ -156,8 +171,9 @@ class World:
             if self.held is not None and self.obj_type[self.held] == target:
                 return f"GotoLocation {_low(target)}: you are holding the {_low(target)}"
             return f"GotoLocation {_low(target)}: there is no {_low(target)} in this room"
-        # walk to the whole one first (a sliced object is several pieces), then in scene order
-        obj = min(candidates, key=lambda o: ("sliced" in self.flags[o], self.order.get(o, 1 << 30)))
+        # walk to a whole one first (a sliced object is several pieces), then to one you have not put
+        # somewhere yourself (you know where those are), then in scene order
+        obj = min(candidates, key=lambda o: ("sliced" in self.flags[o], o in self.moved, self.order.get(o, 1 << 30)))
         rid = self.fixed_ancestor(obj)
         assert rid is not None
         self.location = self.rec_type[rid]
@@ -170,11 +186,19 @@ class World:
             return f"PickupObject {name}: your hands are full (holding a {_low(self.obj_type[self.held])})"
         if target not in self.onto.pickupable:
             return f"PickupObject {name}: a {name} cannot be picked up"
-        candidates = [o for o in self.visible() if self.obj_type[o] == target]
+        candidates = [
+            (rid in self.rec_type and self.rec_type[rid] != self.location, o)
+            for rid in self.places()
+            for o in self.subtree(rid)
+            if self.obj_type[o] == target
+        ]
         if not candidates:
             return f"PickupObject {name}: there is no {name} here (you are at {self.where()})"
-        sliced = [o for o in candidates if "sliced" in self.flags[o]]
-        obj = (sliced or candidates)[0]
+        # a slice before a whole one, this place's receptacles before their neighbours, then scene order
+        _, obj = min(candidates, key=lambda c: ("sliced" not in self.flags[c[1]], c[0], self.order.get(c[1], 1 << 30)))
+        home = self.fixed_ancestor(obj)
+        if home is not None and self.rec_type[home] == self.location:
+            self.focus[self.location] = home  # you face what you took something from
         self.children[self.parent[obj]].remove(obj)  # type: ignore[index]
         self.parent[obj] = None
         self.held = obj
@@ -187,8 +211,12 @@ class World:
         held_type = self.obj_type[self.held]
         if not self.onto.fits(held_type, target):
             return f"PutObject {name}: a {_low(held_type)} does not go in a {name}"
+        near = [r for r in self.near.get(self.focus[self.location], ()) if self.rec_type[r] == target] if self.location else []
         if self.location == target:
-            dest = self.focus[target]
+            dest = self.last_put.get(target, self.focus[target])
+            self.last_put[target] = dest
+        elif near:
+            dest = near[0]
         else:
             inside_held = set(self.subtree(self.held))
             movable = [o for o in self.visible() if self.obj_type[o] == target and o not in inside_held]
@@ -196,6 +224,7 @@ class World:
                 return f"PutObject {name}: there is no {name} here (you are at {self.where()})"
             dest = movable[0]
         obj, self.held = self.held, None
+        self.moved.add(obj)
         self.parent[obj] = dest
         self.children[dest].append(obj)
         return None
@@ -236,7 +265,7 @@ class World:
         if self.held is None or self.obj_type[self.held] != target:
             holding = f"a {_low(self.obj_type[self.held])}" if self.held else "nothing"
             return f"{verb} {name}: you must hold the {name} (you hold {holding})"
-        if self.location != appliance:
+        if self.location != appliance and not self._reaches(appliance):
             return f"{verb} {name}: go to a {_low(appliance)} first (you are at {self.where()})"
         f = self.flags[self.held]
         f.add(add)
@@ -255,6 +284,9 @@ class World:
         f.symmetric_difference_update({"on"})
         return None
 
+    def _reaches(self, rtype: str) -> bool:
+        return self.location is not None and any(self.rec_type[r] == rtype for r in self.near.get(self.focus[self.location], ()))
+
     # -- fingerprints ------------------------------------------------------------------------------
     def view_key(self) -> tuple:
         """Everything the agent sees from where it stands (a cache key for rendering)."""
@@ -263,13 +295,23 @@ class World:
             held = (self.obj_type[self.held], frozenset(self.flags[self.held]), self._nested_key(self.held))
         if self.location is None:
             return (None, held)
-        recs = tuple((rid, self._nested_key(rid)) for rid in self.members[self.location])
+        recs = tuple((rid, self._nested_key(rid)) for rid in self.places())
         return (self.location, self.focus[self.location], recs, held)
 
     def _nested_key(self, node: str) -> tuple:
         return tuple(
             (self.obj_type[c], frozenset(self.flags[c]), self._nested_key(c) if self.children[c] else ()) for c in self.children[node]
         )
+
+
+def _neighbours(scene: SceneSpec) -> dict[str, tuple[str, ...]]:
+    """For each positioned fixed receptacle, the others within NEAR_RADIUS (horizontally), nearest first."""
+    pos = [(r.id, r.position) for r in scene.receptacles if r.position is not None and r.type != "Floor"]
+    out: dict[str, tuple[str, ...]] = {}
+    for rid, p in pos:
+        d = [(((p[0] - q[0]) ** 2 + (p[2] - q[2]) ** 2) ** 0.5, other) for other, q in pos if other != rid]
+        out[rid] = tuple(o for dist, o in sorted(d) if dist <= NEAR_RADIUS)
+    return out
 
 
 _HANDLERS = {
