@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import threading
 import time
 import weakref
@@ -104,6 +105,24 @@ class LVLMResponse:
     @property
     def simulated(self) -> bool:
         return self.usage.simulated
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (for caches); :meth:`from_dict` reads it back."""
+        return {
+            "text": self.text,
+            "usage": dataclasses.asdict(self.usage),
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LVLMResponse:
+        return cls(
+            text=data["text"],
+            usage=LVLMUsage(**data.get("usage", {})),
+            model=data["model"],
+            finish_reason=data.get("finish_reason"),
+        )
 
 
 # --------------------------------------------------------------------------------------------- messages

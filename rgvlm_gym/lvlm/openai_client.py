@@ -6,7 +6,8 @@ Works unchanged against OpenAI, vLLM, SGLang, Ollama and ``transformers serve``
 Holds :class:`OpenAILVLM`. What it does on top of the SDK (whose own retries are disabled):
 
 - **Key handling**: the API key comes from an environment variable (``OPENAI_API_KEY`` unless
-  ``api_key_env`` names another). A loopback server needs none (a dummy is sent). The key never appears in
+  ``api_key_env`` names another), read when the client is built. A loopback server needs none (a dummy is
+  sent); for other servers a missing key raises ``ValueError`` at the first request. The key never appears in
   ``repr``, ``spec``, ``config``, logs or error messages (they are redacted), and pickling a client
   re-reads the key from the environment instead of storing it. Sending a key over plain ``http`` to a host
   that is not loopback warns once per host.
@@ -243,17 +244,15 @@ class OpenAILVLM(LVLM):
         self.api_key_env = api_key_env
         self._api_key_given = api_key is not None
         key = api_key if api_key is not None else os.environ.get(api_key_env)
-        if not key:
-            if not is_loopback_url(self._resolved_url):
-                raise ValueError(
-                    f"No API key for {self.url}: set the environment variable {api_key_env} "
-                    f"(or choose another with api_key_env=...)"
-                )
+        if not key and is_loopback_url(self._resolved_url):
             key = DUMMY_KEY
-        self._key = _Secret(key)
+        # A missing key for a remote server is reported at the first request (building a client to read its
+        # spec or config needs none).
+        self._key = _Secret(key) if key else None
+        key = key or ""
         password = urllib.parse.urlsplit(self._resolved_url).password
         self._secrets = tuple(_Secret(s) for s in (key if key != DUMMY_KEY else "", password or "") if s)
-        if key != DUMMY_KEY and urllib.parse.urlsplit(self._resolved_url).scheme == "http":
+        if key and key != DUMMY_KEY and urllib.parse.urlsplit(self._resolved_url).scheme == "http":
             self._warn_plain_http()
         self.timeout_s = float(timeout_s)
         self.max_retries = max_retries
@@ -316,6 +315,11 @@ class OpenAILVLM(LVLM):
     # -- SDK clients
 
     def _sdk_kwargs(self) -> dict[str, Any]:
+        if self._key is None:
+            raise ValueError(
+                f"No API key for {self.url}: set the environment variable {self.api_key_env} "
+                f"(or choose another with api_key_env=...)"
+            )
         return {
             "api_key": self._key.reveal(),
             "base_url": self._resolved_url,

@@ -271,3 +271,10 @@ def test_lvlm_meter_counts_async_calls_and_wall_time() -> None:
     s = lvlm.usage.snapshot()
     assert s.calls == 20 and s.cost_usd == 0.0  # simulated calls are free
     assert 0.09 <= s.wall_s < 0.3 and s.latency_s >= 20 * 0.05
+
+
+def test_response_round_trips_through_a_dict() -> None:
+    import json
+
+    r = make_lvlm("sim").chat([{"role": "user", "content": "x"}])
+    assert LVLMResponse.from_dict(json.loads(json.dumps(r.to_dict()))) == r

@@ -225,8 +225,11 @@ def test_redact_masks_key_shapes() -> None:
 
 def test_missing_key_for_a_remote_server_is_an_error(monkeypatch) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    lvlm = make_lvlm("openai:gpt-4o@https://api.example.com/v1", api_key_env="NO_SUCH_KEY_VAR")
+    assert lvlm.spec == "openai:gpt-4o@https://api.example.com/v1"  # building needs no key...
     with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR"):
-        make_lvlm("openai:gpt-4o@https://api.example.com/v1", api_key_env="NO_SUCH_KEY_VAR")
+        lvlm.chat(user())  # ...sending does, and fails before any network traffic
+    assert make_lvlm("openai:gpt-4o").spec == "openai:gpt-4o"
 
 
 def test_plain_http_with_a_key_warns_once_per_host(monkeypatch) -> None:
