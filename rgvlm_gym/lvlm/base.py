@@ -427,9 +427,16 @@ class LVLM(abc.ABC):
         **gen: Any,
     ) -> list[LVLMResponse | BaseException]:
         """Blocking :meth:`achat_many` (runs its own event loop; works inside Jupyter too)."""
-        coro_fn = lambda: self.achat_many(  # noqa: E731
-            requests, concurrency=concurrency, return_exceptions=return_exceptions, **gen
-        )
+
+        async def run() -> list[LVLMResponse | BaseException]:
+            try:
+                return await self.achat_many(
+                    requests, concurrency=concurrency, return_exceptions=return_exceptions, **gen
+                )
+            finally:
+                await self._release_loop_resources()
+
+        coro_fn = run
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -449,6 +456,10 @@ class LVLM(abc.ABC):
         if "error" in box:
             raise box["error"]
         return box["result"]
+
+    async def _release_loop_resources(self) -> None:  # noqa: B027 - optional hook
+        """Close what this client opened on the running event loop (called before ``chat_many``'s own
+        loop ends); backends with per-loop network clients override it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release network clients or models (idempotent)."""

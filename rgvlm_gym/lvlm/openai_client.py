@@ -352,13 +352,16 @@ class OpenAILVLM(LVLM):
                 self._sync_client = None
             self._async_clients = weakref.WeakKeyDictionary()
 
-    async def aclose(self) -> None:
-        """Close the async client of the running event loop (and the sync one)."""
+    async def _release_loop_resources(self) -> None:
         loop = asyncio.get_running_loop()
         with self._client_lock:
             client = self._async_clients.pop(loop, None)
         if client is not None:
             await client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running event loop (and the sync one)."""
+        await self._release_loop_resources()
         self.close()
 
     # -- requests

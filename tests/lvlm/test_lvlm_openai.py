@@ -257,3 +257,12 @@ def test_latency_is_counted_including_backoff(fault_server: FaultServer) -> None
     start = time.perf_counter()
     r = fast(fault_server).chat(user())
     assert r.usage.latency_s >= 0.2 and r.usage.latency_s <= time.perf_counter() - start
+
+
+def test_chat_many_closes_the_client_of_its_own_loop(fault_server: FaultServer) -> None:
+    lvlm = fast(fault_server)
+    for _ in range(2):  # each chat_many runs (and ends) its own event loop
+        assert [r.text for r in lvlm.chat_many([user(), user()])] == ["ok", "ok"]
+        assert len(lvlm._async_clients) == 0
+    assert asyncio.run(lvlm.achat(user())).text == asyncio.run(lvlm.achat(user())).text == "ok"
+    lvlm.close()
