@@ -78,7 +78,12 @@ _BADGES: dict[str, tuple[str, RGB]] = {
     "off": ("OFF", (97, 97, 97)),
     "closed": ("CLOSED", (55, 71, 79)),
 }
-_HALO: dict[str, RGB] = {"hot": (255, 64, 16), "cold": (30, 136, 255), "clean": (255, 255, 255), "on": (255, 235, 59)}
+_HALO: dict[str, RGB] = {
+    "hot": (255, 64, 16),
+    "cold": (30, 136, 255),
+    "clean": (255, 255, 255),
+    "on": (255, 235, 59),
+}
 _TINT: dict[str, RGB] = {"hot": (255, 40, 0), "cold": (60, 150, 255)}
 _HASH_SHAPES: tuple[list[Any], ...] = (
     [["ellipse", [0.1, 0.1, 0.9, 0.9], "base"]],
@@ -205,7 +210,12 @@ def _fill(canvas: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: RGB) ->
     canvas[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = color
 
 
-def _draw_parts(draw: ImageDraw.ImageDraw, parts: Sequence[Any], box: tuple[float, float, float, float], colors: dict[str, RGB]) -> None:
+def _draw_parts(
+    draw: ImageDraw.ImageDraw,
+    parts: Sequence[Any],
+    box: tuple[float, float, float, float],
+    colors: dict[str, RGB],
+) -> None:
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     side = min(w, h)
@@ -218,7 +228,11 @@ def _draw_parts(draw: ImageDraw.ImageDraw, parts: Sequence[Any], box: tuple[floa
         return colors[name] if name in colors else _rgb(name)
 
     for part in parts:
-        kind, coords, cname = part[0], part[1], part[-1] if part[0] != "line" and part[0] != "ring" else part[2]
+        kind, coords, cname = (
+            part[0],
+            part[1],
+            part[-1] if part[0] != "line" and part[0] != "ring" else part[2],
+        )
         c = col(cname)
         edge = _mix(c, (0, 0, 0), 0.55)
         if kind == "ellipse":
@@ -335,12 +349,22 @@ def _make_panel(rec_type: str, openable: bool, closed: bool, w: int, h: int) -> 
             for i in range(doors):
                 y0 = inner[1] + (inner[3] - inner[1]) * i * 0.4
                 y1 = inner[1] + (inner[3] - inner[1]) * (0.4 if doors == 2 and i == 0 else 1.0)
-                d.rectangle((inner[0], y0 + (ow if i else 0), inner[2], y1), fill=light, outline=edge, width=ow)
+                d.rectangle(
+                    (inner[0], y0 + (ow if i else 0), inner[2], y1), fill=light, outline=edge, width=ow
+                )
                 hx = inner[2] - (inner[2] - inner[0]) * 0.12
                 hy0, hy1 = y0 + (y1 - y0) * 0.3, y0 + (y1 - y0) * 0.7
                 d.line((hx, hy0, hx, hy1), fill=edge, width=max(2, round(min(W, H) * 0.05)))
             if rec_type == "Microwave":
-                d.rectangle((inner[0] + inset, inner[1] + inset, inner[0] + (inner[2] - inner[0]) * 0.7, inner[3] - inset), fill=(30, 40, 45))
+                d.rectangle(
+                    (
+                        inner[0] + inset,
+                        inner[1] + inset,
+                        inner[0] + (inner[2] - inner[0]) * 0.7,
+                        inner[3] - inset,
+                    ),
+                    fill=(30, 40, 45),
+                )
         else:
             d.rectangle(inner, fill=_mix(color, (20, 20, 20), 0.7), outline=edge, width=ow)
     elif kind in ("surface", "appliance"):
@@ -355,16 +379,29 @@ def _make_panel(rec_type: str, openable: bool, closed: bool, w: int, h: int) -> 
                 cy = (top + bot) / 2
                 d.ellipse((W * cx - r, cy - r, W * cx + r, cy + r), outline=(230, 80, 30), width=max(1, ow))
     elif kind == "seat":
-        d.rounded_rectangle((0, H * 0.05, W - 1, H * 0.62), radius=min(W, H) * 0.08, fill=dark, outline=edge, width=ow)
-        d.rounded_rectangle((0, H * 0.56, W - 1, H * 0.9), radius=min(W, H) * 0.06, fill=color, outline=edge, width=ow)
+        d.rounded_rectangle(
+            (0, H * 0.05, W - 1, H * 0.62), radius=min(W, H) * 0.08, fill=dark, outline=edge, width=ow
+        )
+        d.rounded_rectangle(
+            (0, H * 0.56, W - 1, H * 0.9), radius=min(W, H) * 0.06, fill=color, outline=edge, width=ow
+        )
         for lx in (0.06, 0.88):
             d.rectangle((W * lx, H * 0.9, W * (lx + 0.06), H - 1), fill=edge)
     elif kind == "basin":
-        d.rounded_rectangle((0, H * 0.2, W - 1, H - 1), radius=min(W, H) * 0.2, fill=color, outline=edge, width=ow)
-        d.ellipse((W * 0.06, H * 0.27, W * 0.94, H * 0.93), fill=_mix(color, (40, 60, 70), 0.45), outline=edge, width=ow)
+        d.rounded_rectangle(
+            (0, H * 0.2, W - 1, H - 1), radius=min(W, H) * 0.2, fill=color, outline=edge, width=ow
+        )
+        d.ellipse(
+            (W * 0.06, H * 0.27, W * 0.94, H * 0.93),
+            fill=_mix(color, (40, 60, 70), 0.45),
+            outline=edge,
+            width=ow,
+        )
     elif kind == "holder":
         d.rectangle((W * 0.45, 0, W * 0.55, H * 0.14), fill=edge)
-        d.rounded_rectangle((W * 0.05, H * 0.12, W * 0.95, H * 0.2), radius=H * 0.04, fill=color, outline=edge, width=ow)
+        d.rounded_rectangle(
+            (W * 0.05, H * 0.12, W * 0.95, H * 0.2), radius=H * 0.04, fill=color, outline=edge, width=ow
+        )
     else:  # floor
         d.rectangle((0, H * 0.55, W - 1, H - 1), fill=color)
         for i in range(1, 4):
@@ -450,7 +487,11 @@ class Renderer:
     # -- public --------------------------------------------------------------------------------------
     def render(self, world: World, size: int = 64) -> np.ndarray:
         """The frame of ``world`` as a read-only uint8 array of shape ``(size, size, 3)``."""
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not MIN_SIZE <= size <= MAX_SIZE:
+        if (
+            not isinstance(size, (int, np.integer))
+            or isinstance(size, bool)
+            or not MIN_SIZE <= size <= MAX_SIZE
+        ):
             raise ValueError(f"Expect `size` to be an int in [{MIN_SIZE}, {MAX_SIZE}], actually: {size!r}")
         size = int(size)
         sig, opened = self._scene_info(world)
@@ -524,7 +565,9 @@ def _make_badge(text: str, px: int, color: RGB) -> _Sprite:
     w, h = x1 + 2 * pad, px + pad
     im = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     d = ImageDraw.Draw(im)
-    d.rounded_rectangle((0, 0, w - 1, h - 1), radius=pad, fill=(*color, 235), outline=(255, 255, 255, 255), width=1)
+    d.rounded_rectangle(
+        (0, 0, w - 1, h - 1), radius=pad, fill=(*color, 235), outline=(255, 255, 255, 255), width=1
+    )
     d.text((pad, (h - (y1 + y0)) / 2), text, fill=(255, 255, 255, 255), font=font)
     return _Sprite.from_image(im)
 
@@ -577,7 +620,9 @@ class _Frame:
         self.canvas = np.empty((size, size, 3), np.uint8)
 
     # -- helpers -------------------------------------------------------------------------------------
-    def put_text(self, text: str, x: int, y: int, px: int, color: RGB = _INK, center_w: int | None = None) -> int:
+    def put_text(
+        self, text: str, x: int, y: int, px: int, color: RGB = _INK, center_w: int | None = None
+    ) -> int:
         sp = self.r.sprite(("text", text, px, color))
         if center_w is not None:
             x += (center_w - sp.w) // 2
@@ -697,6 +742,11 @@ class _Frame:
         for i in range(k):
             _fill(self.canvas, x0 + i * (d + 1), y + h // 2, x0 + i * (d + 1) + d, y + h // 2 + d, _INK)
 
+    def shows_contents(self, rid: str) -> bool:
+        return bool(self.w.children[rid]) and (
+            self.w.rec_type[rid] not in self.onto.openable or rid in self.opened
+        )
+
     def panel(self, rid: str, x: int, y: int, w: int, h: int, smax: int, labels: bool = True) -> None:
         """A receptacle and its visible contents in the box."""
         rtype = self.w.rec_type[rid]
@@ -772,7 +822,8 @@ class _Frame:
         assert loc is not None
         ids = w.members[loc]
         faced = w.focus[loc]
-        others = [r for r in ids if r != faced]
+        # the others of this type, then neighbours within reach; those showing something first
+        others = sorted(w.places()[1:], key=lambda r: not self.shows_contents(r))
         if self.text:
             where = _words(loc) + (f" {ids.index(faced) + 1} of {len(ids)}" if len(ids) > 1 else "")
             self.header_text(f"{_words(w.scene.room).upper()}: at the {where}", hdr)
@@ -791,9 +842,10 @@ class _Frame:
             ph = round(sh - lab_h - pad)
             self.panel(rid, x0, y0, side - pad, ph, smax=round(S * 0.1), labels=False)
             if lab_h:
-                name = f"{_words(loc)} {ids.index(rid) + 1}"
                 rtype = w.rec_type[rid]
-                if (rtype not in self.onto.openable or rid in self.opened) and w.children[rid]:
+                same = w.members[rtype]
+                name = _words(rtype) + (f" {same.index(rid) + 1}" if len(same) > 1 else "")
+                if self.shows_contents(rid):
                     name += ": " + ", ".join(self.label(it) for it in self.items(w.children[rid]))
                 ly = y0 + ph
                 for line in _wrap(name, side - pad, self.fpx, 2):
