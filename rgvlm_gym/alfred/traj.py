@@ -228,17 +228,25 @@ def _infer_parent(
             best, best_d = mid, d
     if best is not None:
         return best
-    best_score = 1e9
+    # the smallest receptacle whose contents' region holds the object (a burner before the counter
+    # around it); failing that, the one whose region is nearest
+    best_score, best_reach = 1e9, 1e9
     for r in fixed:
         if r.position is None:
             continue
         g = onto.geometry.get(r.type, {"dy": [-0.2, 0.5], "r": 0.5})
         dy = pos[1] - r.position[1]
         lo, hi = g["dy"]
-        violation = max(lo - 0.05 - dy, dy - hi - 0.05, 0.0)
-        score = math.hypot(pos[0] - r.position[0], pos[2] - r.position[2]) / g["r"]
-        score += 0.0 if violation == 0 else 1.0 + 5.0 * violation
-        score += 0.0 if onto.fits(typ, r.type) else 0.75
+        violation = max(lo - 0.02 - dy, dy - hi - 0.02, 0.0)
+        d = math.hypot(pos[0] - r.position[0], pos[2] - r.position[2])
+        fits = onto.fits(typ, r.type)
+        if violation == 0 and d <= g["r"] and fits:
+            if g["r"] < best_reach:
+                best, best_reach, best_score = r.id, g["r"], 0.0
+            continue
+        if best_reach < 1e9:
+            continue
+        score = d / g["r"] + (0.0 if violation == 0 else 1.0 + 5.0 * violation) + (0.0 if fits else 0.75)
         if score < best_score:
             best, best_score = r.id, score
     if pos[1] < 0.12 and best_score > 1.0 and any(r.type == FLOOR for r in fixed):
