@@ -4,8 +4,9 @@ Holds :class:`Renderer` (a cached, deterministic renderer), :func:`render_frame`
 renderer) and :data:`TEXT_MIN_SIZE`.
 
 A frame has three bands: a header (the room, and at a place its receptacle type and which one the agent
-faces), the view (the faced receptacle large with its contents; up to three other receptacles of the same
-type small at the right, then ``+N more``), and a hand panel at the bottom (the held object, or an empty
+faces), the view (the faced receptacle large with its contents; at the right, small, up to three of the
+other receptacles in reach — the others of its type, then neighbours such as the sink beside a counter
+(:meth:`World.places`), those showing something first — then ``+N more``), and a hand panel at the bottom (the held object, or an empty
 hand). At the start (no place yet) the view is an overview of the room's receptacle types.
 
 - Closed openable receptacles (cabinet, drawer, fridge, microwave, safe; a box is always closed) are drawn
@@ -50,7 +51,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -551,10 +552,17 @@ def _make_text(text: str, px: int, color: RGB) -> _Sprite:
     font = _font(px)
     text = _spaced(text)
     x0, y0, x1, y1 = font.getbbox(text)
-    im = Image.new("RGBA", (max(1, x1), px + max(2, px // 3)), (*color, 0))
-    mask = Image.new("L", im.size, 0)
-    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=font)
-    im.putalpha(mask)
+    if color != _INK:  # light text sits on dark bands
+        im = Image.new("RGBA", (max(1, x1), px + max(2, px // 3)), (*color, 0))
+        mask = Image.new("L", im.size, 0)
+        ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=font)
+        im.putalpha(mask)
+        return _Sprite.from_image(im)
+    # dark text gets a light rim, legible on any receptacle or wall
+    im = Image.new("RGBA", (max(1, x1) + 2, px + max(2, px // 3) + 2), (255, 255, 255, 0))
+    ImageDraw.Draw(im).text(
+        (1, 1), text, fill=(*color, 255), font=font, stroke_width=1, stroke_fill=(255, 255, 255, 200)
+    )
     return _Sprite.from_image(im)
 
 
@@ -572,11 +580,12 @@ def _make_badge(text: str, px: int, color: RGB) -> _Sprite:
     return _Sprite.from_image(im)
 
 
+@lru_cache(maxsize=1 << 16)
 def _text_width(text: str, px: int) -> float:
     return _font(px).getlength(_spaced(text))
 
 
-@cache
+@lru_cache(maxsize=1 << 16)
 def _wrap(text: str, width: int, px: int, max_lines: int) -> tuple[str, ...]:
     """Greedy word wrap of ``text`` into at most ``max_lines`` lines of ``width`` pixels (ellipsis if cut)."""
     lines: list[str] = []
@@ -696,19 +705,21 @@ class _Frame:
             return
         lab_h = round(self.fpx * 1.15) * 2 if labels and self.text else 0
         min_s = max(4, round(self.S * (0.09 if depth == 0 else 0.05)))
-        best = None
-        for shown in range(n, 0, -1):
+        best = (0, 1, 1, 1)
+        for shown in range(n, 0, -1):  # show fewer things (and "+N") rather than shrink below min_s
             cells = shown + (1 if shown < n else 0)
-            for cols in range(1, cells + 1):
-                rows = math.ceil(cells / cols)
-                cw, ch = w / cols, h / rows
-                s = int(min(cw, ch - lab_h, smax))
-                if best is None or s > best[0]:
-                    best = (s, cols, rows, shown)
-            if best is not None and best[0] >= min_s and best[3] == shown:
+            layout = max(
+                (
+                    int(min(w / cols, h / math.ceil(cells / cols) - lab_h, smax)),
+                    cols,
+                    math.ceil(cells / cols),
+                    shown,
+                )
+                for cols in range(1, cells + 1)
+            )
+            best = max(best, layout) if shown == 1 else layout
+            if layout[0] >= min_s:
                 break
-            best = None if shown > 1 else best
-        assert best is not None
         s, cols, rows, shown = best
         if s < 3:
             return
@@ -716,6 +727,9 @@ class _Frame:
         cw = w / cols
         ch = min(h / rows, s + lab_h + max(1, s // 8))
         y_top = y + (h - ch * rows if floor else (h - ch * rows) / 2)
+        px, names = self.fpx, [self.label(it) for it in items[:shown]] if lab_h else []
+        while px > 8 and any(_text_width(word, px) > cw - 2 for name in names for word in name.split()):
+            px -= 1  # a smaller font before cutting words
         for i in range(cells):
             r, c = divmod(i, cols)
             cx = round(x + c * cw + (cw - s) / 2)
@@ -723,13 +737,13 @@ class _Frame:
             if i == shown:
                 self.more(n - shown, round(x + c * cw), cy, round(cw), s)
                 continue
-            it = items[i]
-            self.draw_item(it, cx, cy, s, depth)
+            self.draw_item(items[i], cx, cy, s, depth)
             if lab_h:
                 ly = cy + s
-                for line in _wrap(self.label(it), max(8, round(cw) - 2), self.fpx, 2):
-                    self.put_text(line, round(x + c * cw), ly, self.fpx, center_w=round(cw))
-                    ly += round(self.fpx * 1.1)
+                # the last row may run a third line into the receptacle below it
+                for line in _wrap(names[i], max(8, round(cw) - 2), px, 3 if r == rows - 1 else 2):
+                    self.put_text(line, round(x + c * cw), ly, px, center_w=round(cw))
+                    ly += round(px * 1.1)
 
     def more(self, count: int, x: int, y: int, w: int, h: int) -> None:
         """``+N more``: text at large sizes, a row of dots (one per hidden thing, up to 8) at small sizes."""
