@@ -748,7 +748,8 @@ class _Frame:
     def more(self, count: int, x: int, y: int, w: int, h: int) -> None:
         """``+N more``: text at large sizes, a row of dots (one per hidden thing, up to 8) at small sizes."""
         if self.text:
-            self.put_text(f"+{count} more", x, y + h // 2 - self.fpx // 2, self.fpx, center_w=w)
+            text = f"+{count} more" if _text_width(f"+{count} more", self.fpx) <= w else f"+{count}"
+            self.put_text(text, x, y + h // 2 - self.fpx // 2, self.fpx, center_w=w)
             return
         d = max(2, self.S // 32)
         k = min(count, 8, max(1, w // (d + 1)))

@@ -202,3 +202,20 @@ def test_every_object_type_has_its_own_sprite() -> None:
         key = sp.pm.tobytes()
         assert key not in seen, f"{t} looks like {seen.get(key)}"
         seen[key] = t
+
+
+def test_crowded_place_renders_at_every_size() -> None:
+    """Fifteen cabinets and twenty things on a counter: faced one large, a few others, "+N more"."""
+    onto = load_ontology()
+    recs = (ReceptacleSpec("CounterTop|1", "CounterTop", (0.0, 0.9, 0.0)),) + tuple(
+        ReceptacleSpec(f"Cabinet|{i}", "Cabinet", (0.3 * i, 0.5, 0.0)) for i in range(15)
+    )
+    things = sorted(t for t in onto.pickupable if onto.fits(t, "CounterTop"))[:20]
+    scene = SceneSpec(
+        "crowd", "kitchen", recs, tuple(ObjectSpec(f"{t}|1", t, "CounterTop|1") for t in things)
+    )
+    r = Renderer()
+    for place in ("CounterTop", "Cabinet"):
+        w = at(World(scene), place)
+        for size in (32, 48, 64, 128, 224, 300, 512):
+            assert r.render(w, size).shape == (size, size, 3)
