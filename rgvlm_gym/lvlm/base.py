@@ -31,7 +31,7 @@ import dataclasses
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -360,7 +360,7 @@ class LVLM(abc.ABC):
             self.usage.record(response.model, response.usage)
             return response
 
-    def _run_recorded(self, fn: Any, norm: list[dict[str, Any]]) -> LVLMResponse:
+    def _run_recorded(self, fn: Callable[[], LVLMResponse], norm: list[dict[str, Any]]) -> LVLMResponse:
         start = time.perf_counter()
         try:
             response = fn()
@@ -455,7 +455,8 @@ class LVLM(abc.ABC):
         thread.join()
         if "error" in box:
             raise box["error"]
-        return box["result"]
+        result: list[LVLMResponse | BaseException] = box["result"]
+        return result
 
     async def _release_loop_resources(self) -> None:  # noqa: B027 - optional hook
         """Close what this client opened on the running event loop (called before ``chat_many``'s own

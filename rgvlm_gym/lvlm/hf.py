@@ -135,14 +135,14 @@ class HFLVLM(LVLM):
             load["local_files_only"] = local_files_only
         if os.path.isdir(model):
             load["local_files_only"] = True
-        self.processor = AutoProcessor.from_pretrained(model, **load)
+        self.processor = AutoProcessor.from_pretrained(model, **load)  # type: ignore[no-untyped-call]
         model_kwargs = dict(load)
         dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
         model_kwargs[dtype_key] = self.torch_dtype
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
         self.hf_model = (
-            AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()
+            AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()  # type: ignore[arg-type]
         )
 
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
