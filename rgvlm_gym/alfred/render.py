@@ -616,6 +616,11 @@ def _wrap(text: str, width: int, px: int, max_lines: int) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _bigger_then_wider(layout: tuple[int, int, int, int]) -> tuple[int, int]:
+    """Grid layouts (sprite size, columns, rows, shown) by size, then fewer columns (wider labels)."""
+    return layout[0], -layout[1]
+
+
 class _Frame:
     """Lays out and composes one frame (a cache miss)."""
 
@@ -708,7 +713,7 @@ class _Frame:
         best = (0, 1, 1, 1)
         for shown in range(n, 0, -1):  # show fewer things (and "+N") rather than shrink below min_s
             cells = shown + (1 if shown < n else 0)
-            layout = max(
+            options = [
                 (
                     int(min(w / cols, h / math.ceil(cells / cols) - lab_h, smax)),
                     cols,
@@ -716,8 +721,9 @@ class _Frame:
                     shown,
                 )
                 for cols in range(1, cells + 1)
-            )
-            best = max(best, layout) if shown == 1 else layout
+            ]
+            layout = max(options, key=_bigger_then_wider)
+            best = max(best, layout, key=_bigger_then_wider) if shown == 1 else layout
             if layout[0] >= min_s:
                 break
         s, cols, rows, shown = best
@@ -725,7 +731,7 @@ class _Frame:
             return
         cells = shown + (1 if shown < n else 0)
         cw = w / cols
-        ch = min(h / rows, s + lab_h + max(1, s // 8))
+        ch = min(h / rows, s + lab_h * 3 // 2 + max(1, s // 8))  # room for a third label line if it fits
         y_top = y + (h - ch * rows if floor else (h - ch * rows) / 2)
         px, names = self.fpx, [self.label(it) for it in items[:shown]] if lab_h else []
         while px > 8 and any(_text_width(word, px) > cw - 2 for name in names for word in name.split()):
@@ -740,8 +746,9 @@ class _Frame:
             self.draw_item(items[i], cx, cy, s, depth)
             if lab_h:
                 ly = cy + s
-                # the last row may run a third line into the receptacle below it
-                for line in _wrap(names[i], max(8, round(cw) - 2), px, 3 if r == rows - 1 else 2):
+                # a third line where the row pitch leaves room (the last row: into the receptacle below)
+                lines = 3 if r == rows - 1 else max(2, int((ch - s) // round(px * 1.1)))
+                for line in _wrap(names[i], max(8, round(cw) - 2), px, lines):
                     self.put_text(line, round(x + c * cw), ly, px, center_w=round(cw))
                     ly += round(px * 1.1)
 
