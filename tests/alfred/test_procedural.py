@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -186,6 +189,26 @@ def test_determinism() -> None:
     assert s1 == s2[:30]
     assert [t.instructions for t in s1] == [t.instructions for t in s2[:30]]
     assert procedural_suite(10, seed=0) != procedural_suite(10, seed=1)
+
+
+def test_same_tasks_in_every_process() -> None:
+    """No dependence on Python's per-process string hashing (set iteration order)."""
+    code = (
+        "import hashlib, rgvlm_gym.alfred.procedural as P; "
+        "s = P.procedural_suite(40) + P.procedural_suite(20, subtasks=(1, 6)); "
+        "print(hashlib.md5(repr([(t.key, t.instructions, t.expert_actions, t.scene.to_dict()) for t in s]).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": h},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for h in ("1", "2")
+    }
+    assert len(digests) == 1
 
 
 def test_instruction_variety() -> None:
