@@ -134,6 +134,9 @@ def map_high_pddl(traj: AlfredTrajectory, onto: Ontology | None = None) -> list[
             typ = onto.canonical(arg)
         except ValueError:
             raise ValueError(f"{traj.path}: plan.high_pddl[{i}]: unknown object type {arg!r}") from None
+        able = {"HeatObject": onto.heatable, "CoolObject": onto.coolable, "CleanObject": onto.cleanable, "SliceObject": onto.sliceable}
+        if verb in able and typ not in able[verb]:
+            raise ValueError(f"{traj.path}: plan.high_pddl[{i}]: {verb} on a {arg}, which does not afford it")
         key = pa.get("objectId") if verb == "PickupObject" else None
         if verb == "PickupObject":
             held = typ

@@ -194,8 +194,11 @@ class World:
         ]
         if not candidates:
             return f"PickupObject {name}: there is no {name} here (you are at {self.where()})"
-        # a slice before a whole one, this place's receptacles before their neighbours, then scene order
-        _, obj = min(candidates, key=lambda c: ("sliced" not in self.flags[c[1]], c[0], self.order.get(c[1], 1 << 30)))
+        # a slice before a whole one, one you have not put away yourself, this place's receptacles before
+        # their neighbours, then scene order
+        _, obj = min(
+            candidates, key=lambda c: ("sliced" not in self.flags[c[1]], c[1] in self.moved, c[0], self.order.get(c[1], 1 << 30))
+        )
         home = self.fixed_ancestor(obj)
         if home is not None and self.rec_type[home] == self.location:
             self.focus[self.location] = home  # you face what you took something from
