@@ -14,11 +14,11 @@ step that reaches success. An invalid action changes nothing and says why in ``i
     >>> obs["image"].shape, obs["image"].dtype
     ((64, 64, 3), dtype('uint8'))
     >>> info["task"]["task_type"], info["goal_conditions"]
-    ('pick_heat_then_place_in_recep', (0, 2))
+    ('pick_clean_then_place_in_recep', (0, 3))
     >>> for a in env.unwrapped.expert_plan():
     ...     obs, reward, terminated, truncated, info = env.step(a)
     >>> reward, terminated, info["success"], info["subtask_progress"]
-    (1.0, True, True, (3, 3))
+    (1.0, True, True, (6, 6))
 """
 
 from __future__ import annotations
