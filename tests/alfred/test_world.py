@@ -21,7 +21,9 @@ ONTO = load_ontology()
 def make_world(recs: list[tuple], objs: list[tuple], room: str = "kitchen") -> World:
     """``recs``: (id, type[, position[, is_open]]); ``objs``: (id, type, parent[, flags])."""
     rspecs = tuple(ReceptacleSpec(*r) for r in recs)
-    ospecs = tuple(ObjectSpec(o[0], o[1], o[2], None, frozenset(o[3]) if len(o) > 3 else frozenset()) for o in objs)
+    ospecs = tuple(
+        ObjectSpec(o[0], o[1], o[2], None, frozenset(o[3]) if len(o) > 3 else frozenset()) for o in objs
+    )
     return World(SceneSpec("test", room, rspecs, ospecs))
 
 
@@ -110,8 +112,10 @@ def test_goto_object_walks_to_its_receptacle_and_faces_it() -> None:
 
 
 def test_goto_object_in_a_movable_receptacle_goes_to_the_fixed_one() -> None:
-    w = make_world([("CounterTop|1", "CounterTop"), ("DiningTable|1", "DiningTable")],
-                   [("Bowl|1", "Bowl", "DiningTable|1"), ("Apple|1", "Apple", "Bowl|1")])
+    w = make_world(
+        [("CounterTop|1", "CounterTop"), ("DiningTable|1", "DiningTable")],
+        [("Bowl|1", "Bowl", "DiningTable|1"), ("Apple|1", "Apple", "Bowl|1")],
+    )
     ok(w, "GotoLocation", "Apple")
     assert w.location == "DiningTable"
 
@@ -262,7 +266,10 @@ def test_put_into_a_neighbour_within_reach() -> None:
 
 def test_neighbours_beyond_near_radius_are_out_of_reach() -> None:
     w = make_world(
-        [("CounterTop|1", "CounterTop", (0.0, 0.9, 0.0)), ("SinkBasin|1", "SinkBasin", (NEAR_RADIUS + 0.05, 0.8, 0.0))],
+        [
+            ("CounterTop|1", "CounterTop", (0.0, 0.9, 0.0)),
+            ("SinkBasin|1", "SinkBasin", (NEAR_RADIUS + 0.05, 0.8, 0.0)),
+        ],
         [("Apple|1", "Apple", "CounterTop|1")],
     )
     ok(w, "GotoLocation", "CounterTop")
@@ -306,7 +313,10 @@ def test_slice_something_not_sliceable_or_not_here_fails() -> None:
 
 @pytest.mark.parametrize("tool", ["Knife", "ButterKnife"])
 def test_slice_makes_n_slices_in_place(tool: str) -> None:
-    w = make_world([("CounterTop|1", "CounterTop")], [("Bread|1", "Bread", "CounterTop|1", {"hot"}), (f"{tool}|1", tool, "CounterTop|1")])
+    w = make_world(
+        [("CounterTop|1", "CounterTop")],
+        [("Bread|1", "Bread", "CounterTop|1", {"hot"}), (f"{tool}|1", tool, "CounterTop|1")],
+    )
     ok(w, "GotoLocation", "CounterTop")
     ok(w, "PickupObject", tool)
     ok(w, "SliceObject", "Bread")
@@ -321,7 +331,11 @@ def test_slice_makes_n_slices_in_place(tool: str) -> None:
 
 
 # -- Heat / Cool / Clean ------------------------------------------------------------------------------
-APPLIANCE = [("HeatObject", "Microwave", "hot"), ("CoolObject", "Fridge", "cold"), ("CleanObject", "SinkBasin", "clean")]
+APPLIANCE = [
+    ("HeatObject", "Microwave", "hot"),
+    ("CoolObject", "Fridge", "cold"),
+    ("CleanObject", "SinkBasin", "clean"),
+]
 
 
 @pytest.mark.parametrize(("verb", "appliance", "flag"), APPLIANCE)
@@ -351,7 +365,9 @@ def test_appliance_needs_the_right_appliance(verb: str, appliance: str, flag: st
     assert w.held == "Apple|1"  # still in hand
 
 
-@pytest.mark.parametrize(("verb", "word"), [("HeatObject", "heated"), ("CoolObject", "cooled"), ("CleanObject", "cleaned")])
+@pytest.mark.parametrize(
+    ("verb", "word"), [("HeatObject", "heated"), ("CoolObject", "cooled"), ("CleanObject", "cleaned")]
+)
 def test_appliance_on_an_object_that_does_not_afford_it(verb: str, word: str) -> None:
     w = kitchen()
     ok(w, "GotoLocation", "CounterTop")
@@ -430,8 +446,16 @@ def test_unknown_verb_is_a_message() -> None:
 def test_every_action_from_several_states_never_raises_and_failures_change_nothing() -> None:
     """Sweep the whole (verb, type) vocabulary, plus unknown types, from states reached on the way."""
     types = sorted(ONTO.all_types) + ["Unicorn", ""]
-    script = [("GotoLocation", "CounterTop"), ("PickupObject", "Knife"), ("SliceObject", "Apple"), ("GotoLocation", "Fridge"),
-              ("PutObject", "Fridge"), ("GotoLocation", "CounterTop"), ("PickupObject", "Apple"), ("GotoLocation", "Microwave")]
+    script = [
+        ("GotoLocation", "CounterTop"),
+        ("PickupObject", "Knife"),
+        ("SliceObject", "Apple"),
+        ("GotoLocation", "Fridge"),
+        ("PutObject", "Fridge"),
+        ("GotoLocation", "CounterTop"),
+        ("PickupObject", "Apple"),
+        ("GotoLocation", "Microwave"),
+    ]
     w = kitchen()
     n_failed = 0
     for step in [None, *script]:
