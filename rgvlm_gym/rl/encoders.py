@@ -25,6 +25,7 @@ from d3rlpy.models.encoders import EncoderFactory, register_encoder_factory
 from d3rlpy.models.utility import create_activation
 from d3rlpy.serializable_config import CONFIG_STORAGE
 from d3rlpy.types import Shape
+from torch import nn
 
 from rgvlm_gym.rl.torch.encoders import (
     FiLMTrunk,
@@ -106,6 +107,11 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
             if value <= 0:
                 raise ValueError(f"Expected `{name}` to be positive, actually: {value}")
 
+    def _create_activation(self) -> nn.Module:
+        # every ReLU here follows an op whose backward does not need its output, so it can run in place
+        # (one activation-sized temporary less per layer)
+        return nn.ReLU(inplace=True) if self.activation == "relu" else create_activation(self.activation)
+
     def _create_trunk(self, observation_shape: Shape) -> FiLMTrunk:
         if not (
             len(observation_shape) == 2
@@ -125,7 +131,7 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
             filters=self.filters,
             language=self.language,
             language_feature_size=self.language_feature_size,
-            activation=create_activation(self.activation),
+            activation=self._create_activation(),
             vocab_size=self.vocab_size,
             token_embedding_size=self.token_embedding_size,
             token_pooling=self.token_pooling,
@@ -135,7 +141,7 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
 
     def create(self, observation_shape: Shape) -> LanguageConditionedEncoder:
         return LanguageConditionedEncoder(
-            self._create_trunk(observation_shape), self.feature_size, create_activation(self.activation)
+            self._create_trunk(observation_shape), self.feature_size, self._create_activation()
         )
 
     def create_with_action(
@@ -149,7 +155,7 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
             self.feature_size,
             action_size,
             discrete_action,
-            create_activation(self.activation),
+            self._create_activation(),
         )
 
     @staticmethod

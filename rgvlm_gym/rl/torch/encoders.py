@@ -155,15 +155,18 @@ class FiLMTrunk(nn.Module):  # type: ignore[misc]
         assert isinstance(x, (list, tuple)) and len(x) == 2, "expected (image, instruction) observations"
         image, instruction = x[0], x[1]
         h = image.float()
-        if self._normalize_pixels:
-            h = h / 255.0
         lang = self._language(instruction)
         film = self._film(lang)
         total = sum(self._channels)
         gammas = torch.split(film[:, :total], self._channels, dim=1)
         betas = torch.split(film[:, total:], self._channels, dim=1)
-        for conv, gamma, beta in zip(self._convs, gammas, betas, strict=True):
-            h = conv(h)
+        for i, (conv, gamma, beta) in enumerate(zip(self._convs, gammas, betas, strict=True)):
+            if i == 0 and self._normalize_pixels:
+                # conv(x / 255) == conv with weight / 255: scaling the small weight tensor instead of the
+                # frame saves a frame-sized temporary on every forward pass
+                h = F.conv2d(h, conv.weight * (1.0 / 255.0), conv.bias, conv.stride, conv.padding)
+            else:
+                h = conv(h)
             h = self._activation(torch.addcmul(beta[:, :, None, None], h, 1.0 + gamma[:, :, None, None]))
         return torch.cat([h.reshape(h.shape[0], -1), lang], dim=1)
 

@@ -27,7 +27,6 @@ from d3rlpy.torch_utility import (
     Modules,
     TorchMiniBatch,
     hard_sync,
-    soft_sync,
 )
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
@@ -213,8 +212,13 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
     def update_target(self) -> None:
         if self._tau >= 1.0:
             hard_sync(self._modules.targ_q_func, self._modules.q_func)
-        else:
-            soft_sync(self._modules.targ_q_func, self._modules.q_func, self._tau)
+            return
+        # Polyak averaging targ <- (1 - tau) targ + tau online as one fused, allocation-free op
+        # (d3rlpy's soft_sync makes a temporary per parameter)
+        with torch.no_grad():
+            targ = [p.data for p in self._modules.targ_q_func.parameters()]
+            online = [p.data for p in self._modules.q_func.parameters()]
+            torch._foreach_lerp_(targ, online, self._tau)
 
     # --------------------------------------------------------------------------------- inference
 
