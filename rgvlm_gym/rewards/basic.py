@@ -1,0 +1,217 @@
+"""Labelers without an LVLM, and the combination of two labelers.
+
+Holds:
+
+- :class:`SparseLabeler` — the episode's own (sparse) environment reward.
+- :class:`OracleLabeler` — ground-truth sub-task progress per step, the reference upper bound.
+- :class:`CombinedLabeler` — ``base + lam * normalise(dense)``, e.g. sparse + lam * RG-VLM.
+
+Normalisation of the dense part (``normalize``), applied per episode before scaling by ``lam``:
+
+- ``"none"`` (default, the paper's choice): the dense labeler's rewards as they are. Every dense labeler
+  here is already in [0, 1]: RG-VLM gives score / 10, the oracle sub-tasks completed by the step (clipped
+  to [0, 1]), the success detector 0 or 1.
+- ``"max"``: divided by the episode's largest dense reward (when > 0), so the best step of each episode
+  gets 1 — removes a labeler's overall stinginess or generosity.
+- ``"sum"``: divided by the episode's dense sum (when > 0), so each episode's dense rewards add up to 1 —
+  the return bonus no longer grows with episode length, which keeps long random detours from earning more
+  than short solutions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from rgvlm_gym.data.episode import EpisodeRecord
+from rgvlm_gym.rewards.base import Labeler, LabelResult, make_labeler, register_labeler
+
+__all__ = ["NORMALIZATIONS", "CombinedLabeler", "OracleLabeler", "SparseLabeler", "oracle_contributions"]
+
+NORMALIZATIONS = ("none", "max", "sum")
+FALLBACKS = ("none", "base")
+
+
+def oracle_contributions(episode: EpisodeRecord) -> np.ndarray:
+    """(T,) float32 sub-tasks completed by each step, clipped to [0, 1] (privileged ground truth)."""
+    if len(episode.progress) != len(episode) + 1:
+        raise ValueError(
+            f"Expect episode {episode.episode_id} `progress` to have T+1 = {len(episode) + 1} entries, "
+            f"actually: {len(episode.progress)}"
+        )
+    return np.clip(episode.progress_deltas(), 0.0, 1.0).astype(np.float32)
+
+
+class SparseLabeler(Labeler):
+    """The environment's own reward as stored in the episode (1 on the step that reaches success).
+
+    Example:
+        >>> import numpy as np
+        >>> from rgvlm_gym.rewards import SparseLabeler
+        >>> from rgvlm_gym.rewards.testing import toy_episode
+        >>> SparseLabeler().label(toy_episode()).rewards
+        array([0., 0., 1.], dtype=float32)
+    """
+
+    name = "sparse"
+
+    def label(self, episode: EpisodeRecord) -> LabelResult:
+        rewards = np.asarray(episode.rewards, dtype=np.float32).copy()
+        if rewards.shape != (len(episode),):
+            raise ValueError(
+                f"Expect episode {episode.episode_id} `rewards` of shape ({len(episode)},), actually: {rewards.shape}"
+            )
+        return LabelResult(rewards=rewards, raw_scores=rewards)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class OracleLabeler(Labeler):
+    """Ground-truth sub-task progress: the reward of a step is the sub-tasks it completed (clipped to [0, 1]).
+
+    Privileged: it reads ``episode.progress``, which only a simulator knows. It is the upper bound a dense
+    labeler is compared against, not something to train a deployable agent with.
+
+    Example:
+        >>> from rgvlm_gym.rewards import OracleLabeler
+        >>> from rgvlm_gym.rewards.testing import toy_episode
+        >>> OracleLabeler().label(toy_episode()).rewards
+        array([0., 1., 1.], dtype=float32)
+    """
+
+    name = "oracle"
+
+    def label(self, episode: EpisodeRecord) -> LabelResult:
+        contributions = oracle_contributions(episode)
+        return LabelResult(rewards=contributions, raw_scores=contributions)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+def normalize_dense(rewards: np.ndarray, normalize: str) -> np.ndarray:
+    """Per-episode normalisation of dense rewards (module docstring)."""
+    r = np.asarray(rewards, dtype=np.float32)
+    if normalize == "max" and r.size and r.max() > 0:
+        return r / r.max()
+    if normalize == "sum" and r.size and r.sum() > 0:
+        return r / r.sum()
+    return r.copy()
+
+
+class CombinedLabeler(Labeler):
+    """``base + lam * normalise(dense)``: e.g. the sparse reward plus lam times RG-VLM's score / 10.
+
+    Args:
+        base: the base labeler (default: sparse), a :class:`Labeler`, a name or a ``{"type", "params"}``.
+        dense: the dense labeler (RG-VLM, oracle, success detector...), same forms.
+        lam: weight of the dense part (``lam >= 0``).
+        normalize: ``"none"``, ``"max"`` or ``"sum"`` (module docstring).
+        fallback: what an episode the dense labeler could not label gets: ``"none"`` (it stays unlabeled)
+            or ``"base"`` (the base reward alone; ``meta["fallback"]`` says why).
+
+    The result keeps both parts for audit: ``meta["base"]`` and ``meta["dense"]`` (before normalisation),
+    and the dense labeler's ``raw_scores`` and ``texts``.
+
+    Example:
+        >>> from rgvlm_gym.rewards import CombinedLabeler
+        >>> from rgvlm_gym.rewards.testing import toy_episode
+        >>> CombinedLabeler(base="sparse", dense="oracle", lam=0.5).label(toy_episode()).rewards
+        array([0. , 0.5, 1.5], dtype=float32)
+    """
+
+    name = "combined"
+
+    def __init__(
+        self,
+        base: Labeler | str | Mapping[str, Any] = "sparse",
+        dense: Labeler | str | Mapping[str, Any] = "oracle",
+        lam: float = 1.0,
+        normalize: str = "none",
+        fallback: str = "none",
+    ) -> None:
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not np.isfinite(lam) or lam < 0:
+            raise ValueError(f"Expect `lam` to be a finite number >= 0, actually: {lam!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"Expect `normalize` to be one of {NORMALIZATIONS}, actually: {normalize!r}")
+        if fallback not in FALLBACKS:
+            raise ValueError(f"Expect `fallback` to be one of {FALLBACKS}, actually: {fallback!r}")
+        self.base = make_labeler(base)
+        self.dense = make_labeler(dense)
+        self.lam = float(lam)
+        self.normalize = normalize
+        self.fallback = fallback
+
+    @property
+    def uses_lvlm(self) -> bool:  # type: ignore[override]
+        return self.base.uses_lvlm or self.dense.uses_lvlm
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "base": self.base.config,
+            "dense": self.dense.config,
+            "lam": self.lam,
+            "normalize": self.normalize,
+            "fallback": self.fallback,
+        }
+
+    def combine(self, base: LabelResult, dense: LabelResult) -> LabelResult:
+        """The combination of two results of the same episode."""
+        usage: dict[str, float] = dict(base.usage)
+        for k, v in dense.usage.items():
+            usage[k] = usage.get(k, 0) + v
+        shared: dict[str, Any] = {
+            "raw_scores": dense.raw_scores,
+            "texts": [*base.texts, *dense.texts],
+            "calls": base.calls + dense.calls,
+            "usage": usage,
+            "cached": base.cached or dense.cached,
+            "simulated": base.simulated or dense.simulated,
+        }
+        meta: dict[str, Any] = {
+            "lam": self.lam,
+            "normalize": self.normalize,
+            "base_status": base.status,
+            "dense_status": dense.status,
+            "dense_meta": dense.meta,
+        }
+        if base.rewards is None:
+            return LabelResult.unlabeled(base.status, f"base labeler: {base.reason}", meta=meta, **shared)
+        meta["base"] = base.rewards.tolist()
+        if dense.rewards is None:
+            if self.fallback == "base":
+                meta["fallback"] = f"dense labeler {dense.status}: {dense.reason}"
+                return LabelResult(rewards=base.rewards.copy(), meta=meta, **shared)
+            return LabelResult.unlabeled(dense.status, dense.reason, meta=meta, **shared)
+        if dense.rewards.shape != base.rewards.shape:
+            raise ValueError(
+                f"Expect the base and dense labels to have one reward per step, actually: shapes "
+                f"{base.rewards.shape} and {dense.rewards.shape}"
+            )
+        meta["dense"] = dense.rewards.tolist()
+        rewards = base.rewards + np.float32(self.lam) * normalize_dense(dense.rewards, self.normalize)
+        return LabelResult(rewards=rewards.astype(np.float32), meta=meta, **shared)
+
+    def label(self, episode: EpisodeRecord) -> LabelResult:
+        return self.combine(self.base.label(episode), self.dense.label(episode))
+
+    async def alabel(self, episode: EpisodeRecord) -> LabelResult:
+        base, dense = await asyncio.gather(self.base.alabel(episode), self.dense.alabel(episode))
+        return self.combine(base, dense)
+
+    async def _release_loop_resources(self) -> None:
+        await self.base._release_loop_resources()
+        await self.dense._release_loop_resources()
+
+    def close(self) -> None:
+        self.base.close()
+        self.dense.close()
+
+
+register_labeler("sparse", SparseLabeler)
+register_labeler("oracle", OracleLabeler)
+register_labeler("combined", CombinedLabeler)
