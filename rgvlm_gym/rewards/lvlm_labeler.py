@@ -9,7 +9,8 @@ or the :class:`~rgvlm_gym.lvlm.LVLMError` of a request that failed for good), an
 Around the protocol this class keeps the :class:`~rgvlm_gym.rewards.cache.LabelCache` (when one is given):
 a stored episode result is returned without any call; otherwise every finished call is stored as soon as it
 returns, and the episode's result as soon as it is complete. ``"error"`` results (a request failed for good)
-are not stored, so a re-run asks again; ``"invalid"`` ones are, unless ``retry_invalid=True``.
+are not stored, so a re-run asks again; ``"invalid"`` ones are, unless ``retry_invalid=True`` (which
+asks the model afresh for episodes cached as invalid, without replaying their stored answers).
 
 Cache keys hold the LVLM's *model identity*: its ``{"type", "params"}`` config without transport settings
 that cannot change an answer (concurrency, timeouts, retries, prices, the sim's latency, API key variable).
@@ -200,12 +201,16 @@ class LVLMLabeler(Labeler):
 
     # -- cache
 
-    def _cached_label(self, key: str) -> LabelResult | None:
+    def _cached_label(self, key: str) -> LabelResult | bool | None:
+        """The cached result; None on a miss; False for an ``invalid`` label to retry (then its stored
+        responses are not replayed either)."""
         if self.cache is None:
             return None
         stored = self.cache.get_label(key)
-        if stored is None or (self.retry_invalid and stored.get("status") == "invalid"):
+        if stored is None:
             return None
+        if self.retry_invalid and stored.get("status") == "invalid":
+            return False
         result = LabelResult.from_dict(stored, cached=True)
         result.meta["cached_usage"] = result.usage
         result.meta["cached_calls"] = result.calls
@@ -238,10 +243,10 @@ class LVLMLabeler(Labeler):
             result.meta["calls_from_cache"] = tally.cached_calls
         return result
 
-    def _call(self, request: Request, tally: _Tally) -> Answer:
+    def _call(self, request: Request, tally: _Tally, replay: bool = True) -> Answer:
         messages, gen = request
         key = self.request_key(messages, gen)
-        hit = self._cached_response(key)
+        hit = self._cached_response(key) if replay else None
         if hit is not None:
             tally.add(hit, cached=True)
             return hit
@@ -254,10 +259,10 @@ class LVLMLabeler(Labeler):
         tally.add(response, cached=False)
         return response
 
-    async def _acall(self, request: Request, tally: _Tally) -> Answer:
+    async def _acall(self, request: Request, tally: _Tally, replay: bool = True) -> Answer:
         messages, gen = request
         key = self.request_key(messages, gen)
-        hit = self._cached_response(key)
+        hit = self._cached_response(key) if replay else None
         if hit is not None:
             tally.add(hit, cached=True)
             return hit
@@ -273,14 +278,15 @@ class LVLMLabeler(Labeler):
     def label(self, episode: EpisodeRecord) -> LabelResult:
         key = self.episode_key(episode)
         cached = self._cached_label(key)
-        if cached is not None:
+        if isinstance(cached, LabelResult):
             return cached
+        replay = cached is None
         tally = _Tally()
         proto = self.protocol(episode)
         try:
             batch = next(proto)
             while True:
-                batch = proto.send([self._call(r, tally) for r in batch])
+                batch = proto.send([self._call(r, tally, replay) for r in batch])
         except StopIteration as stop:
             result = self._finish(stop.value, tally)
         self._store_label(key, result)
@@ -289,14 +295,15 @@ class LVLMLabeler(Labeler):
     async def alabel(self, episode: EpisodeRecord) -> LabelResult:
         key = self.episode_key(episode)
         cached = self._cached_label(key)
-        if cached is not None:
+        if isinstance(cached, LabelResult):
             return cached
+        replay = cached is None
         tally = _Tally()
         proto = self.protocol(episode)
         try:
             batch = next(proto)
             while True:
-                answers = await asyncio.gather(*(self._acall(r, tally) for r in batch))
+                answers = await asyncio.gather(*(self._acall(r, tally, replay) for r in batch))
                 batch = proto.send(list(answers))
         except StopIteration as stop:
             result = self._finish(stop.value, tally)
