@@ -35,6 +35,10 @@ class EpisodeRecord:
             (privileged ground truth: for oracle labels and evaluation, never for training).
         action_errors: T strings, "" where the action was valid.
         extra: further per-step or per-episode columns (e.g. a relabeled dataset's raw LVLM labels).
+        policy: the behaviour policy kind that acted (``expert``, ``noisy``, ...; "" if unknown).
+        seed: the ``env.reset`` seed of the episode (with ``task["task_index"]`` it replays the start).
+        goal_conditions: (T+1,) int goal conditions met before the first step and after each step
+            (privileged, like ``progress``), or None.
     """
 
     episode_id: int
@@ -50,6 +54,9 @@ class EpisodeRecord:
     progress: np.ndarray
     action_errors: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    policy: str = ""
+    seed: int | None = None
+    goal_conditions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.actions))

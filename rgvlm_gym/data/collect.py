@@ -1,0 +1,289 @@
+"""Collect AlfredLite episodes with behaviour policies into a Minari dataset, on a process pool.
+
+Holds :func:`collect_dataset` (the Python side of ``rgvlm collect``), :func:`collect_episode`,
+:func:`episode_plan` and :func:`summarize`.
+
+Reproducibility: episode ``i`` of a collection with seed ``s`` is a function of ``(s, i)`` only -- its
+task (a seeded permutation of the suite, a fresh one per pass over it), its reset seed, its policy kind
+(``mixed``) and its policy's random draws all come from ``numpy.random.SeedSequence([s, i, ...])``.
+Workers collect episodes in any order and the writer stores them in index order, so the dataset content
+is the same for any number of workers.
+
+    >>> import gymnasium as gym, rgvlm_gym
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
+    >>> rec = collect_episode(env.unwrapped, "partial", episode_id=0, seed=1, task_index=2)
+    >>> rec.policy, rec.success, bool(rec.truncations[-1])
+    ('partial', False, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rgvlm_gym.data.episode import EpisodeRecord
+from rgvlm_gym.data.policies import DEFAULT_MIX, POLICY_NAMES, make_policy, parse_mix
+from rgvlm_gym.data.storage import ENV_ID, write_dataset
+
+if TYPE_CHECKING:
+    from minari import MinariDataset
+
+__all__ = ["EpisodePlan", "collect_dataset", "collect_episode", "episode_plan", "summarize"]
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """What episode ``index`` of a collection is: its task, reset seed, policy kind and policy seed."""
+
+    index: int
+    task_index: int
+    reset_seed: int
+    policy: str
+    policy_seed: int
+
+
+def episode_plan(index: int, seed: int, num_tasks: int, policy: str, mix: dict[str, float]) -> EpisodePlan:
+    """The plan of one episode, from ``(seed, index)`` alone.
+
+    >>> episode_plan(0, 0, 10, "expert", {}).policy
+    'expert'
+    >>> episode_plan(5, 0, 10, "mixed", {"random": 1.0}).policy
+    'random'
+    """
+    rnd_pass = index // num_tasks
+    perm = np.random.default_rng([seed, rnd_pass, 7]).permutation(num_tasks)
+    ss = np.random.SeedSequence([seed, index])
+    reset_seed, policy_seed, choice_seed = (int(x) for x in ss.generate_state(3, dtype=np.uint32))
+    if policy == "mixed":
+        kinds = list(mix)
+        p = np.asarray([mix[k] for k in kinds], dtype=np.float64)
+        policy = kinds[int(np.random.default_rng(choice_seed).choice(len(kinds), p=p / p.sum()))]
+    return EpisodePlan(index, int(perm[index % num_tasks]), reset_seed, policy, policy_seed)
+
+
+def collect_episode(
+    env: Any,
+    policy: str,
+    *,
+    episode_id: int,
+    seed: int,
+    task_index: int,
+    policy_seed: int | None = None,
+    frame_size: int = 224,
+    frames: bool = True,
+) -> EpisodeRecord:
+    """Run one episode of a behaviour policy in an (unwrapped) ``AlfredLiteEnv`` and record it."""
+    pol = make_policy(policy)
+    obs, info = env.reset(seed=int(seed), options={"task_index": int(task_index)})
+    pol.reset(env, np.random.default_rng(seed if policy_seed is None else policy_seed))
+    images = [obs["image"]]
+    frame_list = [env.render_frame(frame_size).copy()] if frames else None
+    progress = [info["subtask_progress"][0]]
+    gcs = [info["goal_conditions"][0]]
+    task = dict(info["task"])
+    actions: list[int] = []
+    rewards: list[float] = []
+    terms: list[bool] = []
+    truncs: list[bool] = []
+    errors: list[str] = []
+    while True:
+        a = pol.act(env, info)
+        if a is None:
+            if actions:
+                truncs[-1] = True
+                break
+            a = pol.random_action()  # an episode has at least one step
+        obs, r, term, trunc, info = env.step(a)
+        actions.append(int(a))
+        rewards.append(float(r))
+        terms.append(bool(term))
+        truncs.append(bool(trunc))
+        errors.append(info["action_error"] or "")
+        images.append(obs["image"])
+        if frame_list is not None:
+            frame_list.append(env.render_frame(frame_size).copy())
+        progress.append(info["subtask_progress"][0])
+        gcs.append(info["goal_conditions"][0])
+        if term or trunc:
+            break
+    return EpisodeRecord(
+        episode_id=int(episode_id),
+        instruction=str(task["instruction"]),
+        task=task,
+        actions=np.asarray(actions, dtype=np.int64),
+        action_names=[env.action_names[a] for a in actions],
+        images=np.stack(images).astype(np.uint8),
+        frames=np.stack(frame_list) if frame_list is not None else None,
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminations=np.asarray(terms, dtype=bool),
+        truncations=np.asarray(truncs, dtype=bool),
+        progress=np.asarray(progress, dtype=np.int64),
+        action_errors=errors,
+        policy=pol.name,
+        seed=int(seed),
+        goal_conditions=np.asarray(gcs, dtype=np.int64),
+    )
+
+
+# -- worker side -----------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _make_env(env_kwargs: dict[str, Any]) -> Any:
+    import gymnasium as gym
+
+    import rgvlm_gym  # noqa: F401  (registers the env)
+
+    return gym.make(ENV_ID, **env_kwargs)
+
+
+def _init_pool_worker(*args: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+    with contextlib.suppress(Exception):  # Linux: die with the parent (kill -9 of `rgvlm collect`)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _init_worker(*args)
+
+
+def _init_worker(env_kwargs: dict[str, Any], seed: int, num_tasks: int, policy: str, mix: dict[str, float], frame_size: int) -> None:
+    if _WORKER.get("env_kwargs") != env_kwargs:  # forked workers inherit the parent's env
+        _WORKER["env"] = _make_env(env_kwargs)
+        _WORKER["env_kwargs"] = env_kwargs
+    _WORKER.update(seed=seed, num_tasks=num_tasks, policy=policy, mix=mix, frame_size=frame_size)
+
+
+def _run_one(index: int) -> EpisodeRecord:
+    w = _WORKER
+    plan = episode_plan(index, w["seed"], w["num_tasks"], w["policy"], w["mix"])
+    return collect_episode(w["env"].unwrapped, plan.policy, episode_id=index, seed=plan.reset_seed, task_index=plan.task_index,
+                           policy_seed=plan.policy_seed, frame_size=w["frame_size"])
+
+
+def _records(n: int, workers: int, init_args: tuple[Any, ...]) -> Iterator[EpisodeRecord]:
+    if workers <= 1:
+        _init_worker(*init_args)
+        for i in range(n):
+            yield _run_one(i)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=init_args)
+    try:
+        # ordered: the writer stores episode i at position i whatever the worker count
+        yield from pool.imap(_run_one, range(n), chunksize=4)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def collect_dataset(
+    dataset_id: str,
+    *,
+    episodes: int,
+    tasks: str = "procedural",
+    alfred_dir: str | None = None,
+    split: str = "valid_seen",
+    subtasks: str | None = None,
+    randomize_init: bool = False,
+    num_tasks: int = 1000,
+    policy: str = "mixed",
+    mix: str | dict[str, float] | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    frame_size: int = 224,
+    image_size: int = 64,
+    max_steps: int = 50,
+    force: bool = False,
+    progress: bool = True,
+) -> MinariDataset:
+    """Collect ``episodes`` episodes into the Minari dataset ``dataset_id`` (see ``rgvlm collect --help``).
+
+    Returns the dataset; per-policy success is in :func:`summarize`.
+    """
+    if int(episodes) < 1:
+        raise ValueError(f"Expect `episodes` to be positive, actually: {episodes}")
+    if policy not in POLICY_NAMES:
+        raise ValueError(f"policy must be one of {POLICY_NAMES}, got {policy!r}")
+    if int(workers) < 1:
+        raise ValueError(f"Expect `workers` to be positive, actually: {workers}")
+    if int(frame_size) < 224:
+        raise ValueError(f"frame_size must be >= 224 (LVLMs read the labels), got {frame_size}")
+    from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
+
+    did = str(parse_dataset_id(dataset_id))
+    if _dataset_dir(did).exists() and not force:  # fail before minutes of collection
+        raise FileExistsError(f"dataset {did!r} already exists at {_dataset_dir(did)}; pass --force to replace it")
+    mix_d = parse_mix(mix) if policy == "mixed" else {policy: 1.0}
+    env_kwargs: dict[str, Any] = {"tasks": tasks, "image_size": int(image_size), "render_size": int(frame_size), "max_steps": int(max_steps)}
+    if tasks == "alfred":
+        if not alfred_dir:
+            raise ValueError("--tasks alfred needs --alfred-dir, the path of ALFRED's json_2.1.0 folder")
+        if not os.path.isdir(alfred_dir):
+            raise FileNotFoundError(f"--alfred-dir {alfred_dir!r} is not a directory")
+        env_kwargs.update(alfred_dir=os.path.abspath(alfred_dir), split=split)
+    else:
+        env_kwargs["num_tasks"] = int(num_tasks)
+    if subtasks:
+        env_kwargs["subtasks"] = subtasks
+    if randomize_init:
+        env_kwargs["randomize_init"] = True
+    env = _make_env(env_kwargs)
+    _WORKER["env"], _WORKER["env_kwargs"] = env, env_kwargs  # inherited by forked workers
+    n_tasks = env.unwrapped.num_tasks
+    workers = min(int(workers), int(episodes))
+    metadata = {
+        "description": f"AlfredLite {tasks} tasks ({split if tasks == 'alfred' else f'{num_tasks} procedural'}), "
+                       f"sub-tasks {subtasks or 'whole tasks'}, {'randomized' if randomize_init else 'dataset'} initial states, "
+                       f"policy {policy}; {frame_size} px frames for LVLM labeling.",
+        "algorithm_name": f"rgvlm_gym behaviour policy: {policy}",
+        "task_suite": {"tasks": tasks, "split": split if tasks == "alfred" else None, "subtasks": subtasks,
+                       "randomize_init": bool(randomize_init), "num_tasks": n_tasks},
+        "policy": policy,
+        "policy_mix": mix_d,
+        "default_policy_mix": DEFAULT_MIX,
+        "seed": int(seed),
+        "episodes": int(episodes),
+        "workers": workers,
+        "frame_size": int(frame_size),
+        "episode_seeds": "episode i: numpy SeedSequence([seed, i]) -> (reset seed, policy seed, mixed-kind draw); task = "
+                         "permutation(default_rng([seed, i // num_tasks, 7]))[i % num_tasks]",
+    }
+    init_args = (env_kwargs, int(seed), n_tasks, policy, mix_d, int(frame_size))
+    return write_dataset(did, _records(int(episodes), workers, init_args), env=env, metadata=metadata, force=force,
+                         progress=int(episodes) if progress else False)
+
+
+def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
+    """Per policy kind: episodes, success rate, mean steps and mean sub-task fraction (privileged)."""
+    import h5py
+
+    from rgvlm_gym.data.storage import open_dataset
+
+    ds = open_dataset(dataset)
+    stats: dict[str, list[tuple[bool, int, float]]] = {}
+    with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
+        for i in ds.episode_indices:
+            g = f[f"episode_{int(i)}"]
+            term = g["terminations"][()]
+            prog = g["privileged/subtask_progress"][()]
+            n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
+            stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(stats, key=lambda k: (k == "all", k)):
+        rows = stats[name]
+        out[name] = {"episodes": len(rows), "success": float(np.mean([r[0] for r in rows])),
+                     "steps": float(np.mean([r[1] for r in rows])), "subtask_fraction": float(np.mean([r[2] for r in rows]))}
+    allrows = [r for rows in stats.values() for r in rows]
+    out["all"] = {"episodes": len(allrows), "success": float(np.mean([r[0] for r in allrows])),
+                  "steps": float(np.mean([r[1] for r in allrows])), "subtask_fraction": float(np.mean([r[2] for r in allrows]))}
+    return out
