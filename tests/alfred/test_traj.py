@@ -386,3 +386,18 @@ def test_split_with_one_broken_file(tmp_path: Path, real: tuple[Path, dict]) -> 
     (reason,) = report.skipped
     assert "pick_and_eat" in reason
     assert "could not use 1" in report.summary()
+
+
+def test_prefixes_of_replayable_tasks_replay(alfred_dir: Path) -> None:
+    """Every prefix of a task whose ALFRED plan reaches success reaches its own (plan-derived) goal."""
+    full = load_split(alfred_dir, "valid_seen")
+    prefixes = load_split(alfred_dir, "valid_seen", subtasks="1-10")
+    good = {t.task_id for t in full.tasks if replay(t)[0]}
+    assert len(good) > 240
+    checked = 0
+    for t in prefixes.tasks:
+        if t.task_id in good:
+            ok, err = replay(t)
+            assert ok, (t.key, err)
+            checked += 1
+    assert checked > 800

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -423,3 +426,35 @@ def test_task_types_filter() -> None:
     env = make(task_types="pick_heat_then_place_in_recep,look_at_obj_in_light", num_tasks=10)
     types = {t.task_type for t in env.unwrapped.suite}
     assert types == {"pick_heat_then_place_in_recep", "look_at_obj_in_light"}
+
+
+SUITE_DIGEST = """
+import hashlib, sys, warnings
+warnings.simplefilter("ignore")
+import gymnasium as gym, rgvlm_gym
+env = gym.make("rgvlm_gym/AlfredLite-v0", tasks="alfred", alfred_dir=sys.argv[1], split="valid_seen",
+               subtasks="1-6", randomize_init=True)
+h = hashlib.sha256()
+for i in range(0, env.unwrapped.num_tasks, 9):
+    obs, info = env.reset(seed=i, options={"task_index": i})
+    h.update(obs["image"].tobytes() + obs["instruction"].encode() + info["task"]["task_id"].encode())
+    h.update(repr(env.unwrapped.expert_plan()).encode())
+print(h.hexdigest())
+"""
+
+
+def test_alfred_suite_is_identical_across_processes(alfred_dir: Path) -> None:
+    """Task order, instructions, randomized states and frames do not depend on PYTHONHASHSEED."""
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        out = subprocess.run(
+            [sys.executable, "-c", SUITE_DIGEST, str(alfred_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
