@@ -17,6 +17,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 #: sub-command name -> (module under rgvlm_gym.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "render an expert episode of a task to a GIF / PNG strip"),
+    "collect": ("collect", "collect episodes with behaviour policies into a Minari dataset"),
+    "dataset": ("dataset", "show an rgvlm-gym Minari dataset, or export it to a d3rlpy ReplayBuffer"),
 }
 
 
