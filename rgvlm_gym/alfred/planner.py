@@ -54,6 +54,7 @@ class _Planner:
         self.w = world.copy()
         self.plan: list[Action] = []
         self.max_len = max_len
+        self.placed: list[InReceptacle] = []  # conditions met so far: don't take their objects away
 
     # -- primitives --------------------------------------------------------------------------------
     def do(self, verb: str, arg: str) -> None:
@@ -97,6 +98,9 @@ class _Planner:
                 self.goto_type(rtype)
                 self.do("PutObject", rtype)
                 return
+        if FLOOR in self.w.members and onto.fits(htype, FLOOR):  # boots and the like: on the floor
+            self.do("PutObject", FLOOR)
+            return
         raise PlanningError(f"nowhere to set down the {htype.lower()}")
 
     def pick(self, candidates: list[str]) -> str:
@@ -135,8 +139,9 @@ class _Planner:
         ok = h is not None and w.obj_type[h] == obj_type and ("sliced" in w.flags[h]) >= ("sliced" in flags)
         if not ok:
             pool = [o for o, t in w.obj_type.items() if t == obj_type and o != h and ("sliced" not in flags or "sliced" in w.flags[o])]
-            if avoid is not None:  # don't take one that already counts where it has to be
-                pool = [o for o in pool if not _counts_for(w, o, avoid)] or pool
+            # don't take one that already counts where it has to be
+            keep = self.placed + ([avoid] if avoid is not None else [])
+            pool = [o for o in pool if not any(_counts_for(w, o, c) for c in keep)] or pool
             # prefer one that already has the wanted states
             pool.sort(key=lambda o: -len(flags & w.flags[o]))
             best = [o for o in pool if len(flags & w.flags[o]) == len(flags & w.flags[pool[0]])] if pool else []
@@ -193,6 +198,8 @@ class _Planner:
             self.do("ToggleObject", c.lamp)
 
     def achieve(self, c: Condition) -> None:
+        if isinstance(c, InReceptacle) and c not in self.placed:
+            self.placed.append(c)  # protected from here on (put_in itself avoids its own objects)
         if c.holds(self.w):
             return
         if isinstance(c, Sliced):

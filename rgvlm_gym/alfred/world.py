@@ -13,7 +13,7 @@ ALFRED's high-level plans (``plan.high_pddl``):
 - ``PickupObject <type>`` takes an object visible at the current place (inside a closed receptacle too:
   ALFRED folds opening and closing into pickup and put). After slicing, what you pick up is a slice.
 - ``PutObject <receptacle type>`` puts the held object into a receptacle of that type here (a fixed one,
-  or a movable one such as a bowl or a mug), if the object fits there.
+  or a movable one such as a bowl or a mug), if the object fits there. The floor is in reach everywhere.
 - ``SliceObject <type>`` needs a knife or butter knife in hand; the object becomes three slices.
 - ``HeatObject`` / ``CoolObject`` / ``CleanObject <type>``: holding that object, at a microwave / fridge /
   sink basin, it becomes hot / cold / clean.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rgvlm_gym.alfred.ontology import Ontology, load_ontology
+from rgvlm_gym.alfred.ontology import FLOOR, Ontology, load_ontology
 from rgvlm_gym.alfred.scene import SceneSpec
 
 __all__ = ["NEAR_RADIUS", "N_SLICES", "VERBS", "World"]
@@ -215,11 +215,14 @@ class World:
         if not self.onto.fits(held_type, target):
             return f"PutObject {name}: a {_low(held_type)} does not go in a {name}"
         near = [r for r in self.near.get(self.focus[self.location], ()) if self.rec_type[r] == target] if self.location else []
-        if self.location == target:
+        if target == FLOOR and FLOOR in self.rec_type:
+            dest = FLOOR  # the floor is in reach everywhere
+        elif self.location == target:
             dest = self.last_put.get(target, self.focus[target])
             self.last_put[target] = dest
         elif near:
-            dest = near[0]
+            dest = self.last_put[target] if self.last_put.get(target) in near else near[0]
+            self.last_put[target] = dest
         else:
             inside_held = set(self.subtree(self.held))
             movable = [o for o in self.visible() if self.obj_type[o] == target and o not in inside_held]

@@ -55,7 +55,7 @@ def action_vocabulary() -> tuple[tuple[str, str], ...]:
     targets = {
         "GotoLocation": sorted(set(fixed) | onto.pickupable | onto.toggleable),
         "PickupObject": sorted(onto.pickupable),
-        "PutObject": sorted(set(fixed) | onto.movable_receptacles),
+        "PutObject": sorted(set(fixed) | onto.movable_receptacles | {FLOOR}),
         "ToggleObject": sorted(onto.toggleable),
         "SliceObject": sorted(onto.sliceable),
         "HeatObject": sorted(onto.heatable),

@@ -243,11 +243,6 @@ def scene_world(recs: Sequence[tuple], objs: Sequence[tuple[str, str, str]]) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: _Planner.holding() for a Holding goal picks (by w.order) the knife that already "
-    "satisfies InReceptacle(Knife, Drawer) when every knife has been moved, undoing it; 3 passes then fail",
-)
 def test_holding_goal_does_not_take_the_object_that_is_already_in_place() -> None:
     w = scene_world(
         [
@@ -273,12 +268,6 @@ def test_holding_goal_does_not_take_the_object_that_is_already_in_place() -> Non
     solve(w, (InReceptacle("Knife", "Drawer"), Holding("Knife")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: after a PutObject into a neighbouring drawer (World._put's `near` branch, which does "
-    "not record last_put), the planner puts the second spatula into another drawer and then moves the same "
-    "spatula back and forth; '2 spatulas in a drawer' is never met though putting it from the counter would",
-)
 def test_pick_two_after_a_put_into_a_neighbouring_drawer() -> None:
     w = scene_world(
         [
@@ -295,11 +284,6 @@ def test_pick_two_after_a_put_into_a_neighbouring_drawer() -> None:
     solve(w, goal_for_task_type("pick_two_obj_and_place", "Spatula", "Drawer"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="boots fit only the Floor; the env vocabulary has no 'PutObject floor' and _Planner.stash() skips "
-    "FLOOR, so after the valid action 'PickupObject boots' no task needing the hand can be planned",
-)
 def test_can_set_down_an_object_that_only_fits_on_the_floor() -> None:
     w = scene_world(
         [("Floor", "Floor", (0.0, 0.0, 0.0)), ("SideTable|1", "SideTable"), ("DiningTable|1", "DiningTable")],

@@ -522,12 +522,6 @@ def test_random_walks_keep_the_tree_consistent() -> None:
     assert n_ok > 50  # the walk did change the world
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="world bug: World._put records last_put only when standing at the receptacle's type; a put into a "
-    "neighbour (the `near` branch) does not, so the next put of that type goes into a different receptacle, "
-    "against the module docstring ('PutObject uses the one it last put something into')",
-)
 def test_second_put_follows_a_first_put_into_a_neighbour() -> None:
     w = make_world(
         [
