@@ -12,6 +12,8 @@ Holds the public API of the sub-package:
   LVLM baseline).
 - :class:`LabelCache` — the persistent SQLite (WAL) label cache.
 - :class:`RGVLMRewardWrapper` — label episodes online in a Gymnasium env.
+- :func:`label_stream`, :func:`annotate`, :class:`LabelStats`, :func:`provenance` — streaming, concurrent
+  labeling of many episodes and the audit columns / metadata of a relabeled dataset (the relabel engine).
 - :func:`label_quality` — Spearman / Pearson of labels against the oracle, overall and per group.
 - :data:`PROMPT_VERSION`, :data:`PROMPT_SHA256`, :func:`load_prompts` — the versioned prompt templates
   (``envs/prompts/``).
@@ -44,6 +46,7 @@ from rgvlm_gym.rewards.prompts import PROMPT_SHA256, PROMPT_VERSION, load_prompt
 from rgvlm_gym.rewards.quality import QualityReport, label_quality
 from rgvlm_gym.rewards.rgvlm import RGVLMLabeler, parse_scores, plan_parts
 from rgvlm_gym.rewards.rollout import EpisodeBuilder, rollout
+from rgvlm_gym.rewards.stream import LabelStats, annotate, label_stream, provenance
 from rgvlm_gym.rewards.success import SuccessDetectorLabeler
 from rgvlm_gym.rewards.wrapper import RGVLMRewardWrapper
 
@@ -58,6 +61,7 @@ __all__ = [
     "LabelCache",
     "LabelCacheError",
     "LabelResult",
+    "LabelStats",
     "Labeler",
     "OracleLabeler",
     "QualityReport",
@@ -65,12 +69,15 @@ __all__ = [
     "RGVLMRewardWrapper",
     "SparseLabeler",
     "SuccessDetectorLabeler",
+    "annotate",
     "label_quality",
+    "label_stream",
     "load_prompts",
     "make_labeler",
     "oracle_contributions",
     "parse_scores",
     "plan_parts",
+    "provenance",
     "register_labeler",
     "registered_labelers",
     "rollout",

@@ -42,7 +42,8 @@ def oracle_contributions(episode: EpisodeRecord) -> np.ndarray:
             f"Expect episode {episode.episode_id} `progress` to have T+1 = {len(episode) + 1} entries, "
             f"actually: {len(episode.progress)}"
         )
-    return np.clip(episode.progress_deltas(), 0.0, 1.0).astype(np.float32)
+    out: np.ndarray = np.clip(episode.progress_deltas(), 0.0, 1.0).astype(np.float32)
+    return out
 
 
 class SparseLabeler(Labeler):
@@ -95,12 +96,12 @@ class OracleLabeler(Labeler):
 
 def normalize_dense(rewards: np.ndarray, normalize: str) -> np.ndarray:
     """Per-episode normalisation of dense rewards (module docstring)."""
-    r = np.asarray(rewards, dtype=np.float32)
+    r: np.ndarray = np.array(rewards, dtype=np.float32)
     if normalize == "max" and r.size and r.max() > 0:
-        return r / r.max()
-    if normalize == "sum" and r.size and r.sum() > 0:
-        return r / r.sum()
-    return r.copy()
+        r /= r.max()
+    elif normalize == "sum" and r.size and r.sum() > 0:
+        r /= r.sum()
+    return r
 
 
 class CombinedLabeler(Labeler):

@@ -94,7 +94,7 @@ def array_digest(array: np.ndarray) -> str:
     arr = np.ascontiguousarray(array)
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.data)
     return h.hexdigest()
 
 

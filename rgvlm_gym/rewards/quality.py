@@ -151,6 +151,6 @@ def label_quality(
     for name, values in (groups or {}).items():
         if len(values) != len(labels):
             raise ValueError(f"Expect groups[{name!r}] to have one value per episode ({len(labels)}), actually: {len(values)}")
-        for value in sorted(set(values), key=lambda v: (str(type(v)), v)):  # type: ignore[arg-type,return-value]
+        for value in sorted(set(values), key=lambda v: (str(type(v)), v)):
             rows.append(_row(name, str(value), [i for i in everyone if values[i] == value], labels, oracle))
     return QualityReport(rows, note)

@@ -128,9 +128,9 @@ class SuccessDetectorLabeler(LVLMLabeler):
                 f"{'None' if frames is None else len(frames)}"
             )
         offset = len(episode.extra.get(EARLIER_ACTIONS_KEY, []))
-        n_sub = episode.task.get("n_subtasks")
+        n_sub = int(episode.task.get("n_subtasks") or 0)
         progress = np.asarray(episode.progress)
-        has_gt = len(progress) == n + 1 and n_sub is not None
+        has_gt = len(progress) == n + 1 and n_sub > 0
         if not has_gt and self.lvlm.backend == "sim":
             raise ValueError(f"The simulated LVLM needs ground-truth progress; episode {episode.episode_id} has none")
         p = self.prompts
@@ -142,7 +142,7 @@ class SuccessDetectorLabeler(LVLMLabeler):
                 {"type": "image", "image": frames[t + 1]},
             ]
             if has_gt:
-                data = {"task": "success", "success": bool(progress[t + 1] >= int(n_sub)), "goal": episode.instruction, "step": offset + t + 1}
+                data = {"task": "success", "success": bool(progress[t + 1] >= n_sub), "goal": episode.instruction, "step": offset + t + 1}
                 content.append({"type": "privileged", "data": data})
             convs.append([{"role": "system", "content": p.render("success_system")}, {"role": "user", "content": content}])
         if not convs:
