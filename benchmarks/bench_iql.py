@@ -72,12 +72,17 @@ def parse_args() -> Args:
     docs = {
         node.target.id: nxt.value.value
         for node, nxt in zip(body, body[1:], strict=False)
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(nxt, ast.Expr)
+        and isinstance(nxt.value, ast.Constant)
     }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(Args):
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), type=type(f.default), default=f.default, help=docs.get(f.name, "")
+            "--" + f.name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            help=docs.get(f.name, ""),
         )
     return Args(**vars(parser.parse_args()))
 
@@ -94,7 +99,9 @@ def make_config(name: str, args: Args) -> Any:
         return DiscreteIQLConfig(encoder_factory=encoder, batch_size=args.batch_size, share_encoder=False)
     if name == "discrete_cql":
         return d3rlpy.algos.DiscreteCQLConfig(encoder_factory=encoder, batch_size=args.batch_size)
-    raise ValueError(f"Expected `algos` entries in discrete_iql, discrete_iql_separate, discrete_cql, actually: {name!r}")
+    raise ValueError(
+        f"Expected `algos` entries in discrete_iql, discrete_iql_separate, discrete_cql, actually: {name!r}"
+    )
 
 
 def rss_mib() -> float:
@@ -130,9 +137,7 @@ def measure(name: str, args: Args) -> dict[str, Any]:
     algo = make_config(name, args).create(device="cpu:0")
     shape = dataset.sample_transition().observation_signature.shape
     algo.create_impl(shape, args.n_actions)  # d3rlpy's build_with_dataset drops tuple shapes
-    n_params = sum(
-        p.numel() for m in algo.impl.modules.get_torch_modules().values() for p in m.parameters()
-    )
+    n_params = sum(p.numel() for m in algo.impl.modules.get_torch_modules().values() for p in m.parameters())
     for i in range(args.warmup_updates):
         algo.update(batches[i % len(batches)])
 

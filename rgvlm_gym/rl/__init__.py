@@ -6,7 +6,9 @@ works):
 * :class:`DiscreteIQLConfig` / :class:`DiscreteIQL` -- algorithm type ``"discrete_iql"``;
 * :class:`LanguageConditionedEncoderFactory` -- encoder type ``"language_conditioned"``, a FiLM CNN over
   ``(image, instruction)`` tuple observations that d3rlpy's DiscreteCQL / DiscreteBCQ / DiscreteBC / DQN
-  accept as well.
+  accept as well;
+* :mod:`rgvlm_gym.rl.algos` -- short names (``iql``, ``cql``, ``bcq``, ``bc``, ``dqn``) -> configs sharing
+  one encoder, for experiments and ``rgvlm train --algo``.
 
 It imports torch; ``import rgvlm_gym`` alone does not.
 """

@@ -90,13 +90,17 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
 
     def __post_init__(self) -> None:
         if self.language not in _LANGUAGE_MODES:
-            raise ValueError(f"Expected `language` to be one of {_LANGUAGE_MODES}, actually: {self.language!r}")
+            raise ValueError(
+                f"Expected `language` to be one of {_LANGUAGE_MODES}, actually: {self.language!r}"
+            )
         if self.token_pooling not in _TOKEN_POOLINGS:
             raise ValueError(
                 f"Expected `token_pooling` to be one of {_TOKEN_POOLINGS}, actually: {self.token_pooling!r}"
             )
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"Expected `activation` to be one of {_ACTIVATIONS}, actually: {self.activation!r}")
+            raise ValueError(
+                f"Expected `activation` to be one of {_ACTIVATIONS}, actually: {self.activation!r}"
+            )
         if not self.filters or any(len(f) != 3 or min(f) <= 0 for f in self.filters):
             raise ValueError(
                 "Expected `filters` to be a non-empty list of positive [out_channels, kernel_size, stride], "

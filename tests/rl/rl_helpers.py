@@ -52,7 +52,9 @@ def tuple_observations(n: int, language: str = "frozen", seed: int = 0) -> list[
     return [images, instructions(n, language, rng)]
 
 
-def tuple_dataset(language: str = "frozen", n_episodes: int = 4, episode_length: int = 8, seed: int = 0) -> ReplayBuffer:
+def tuple_dataset(
+    language: str = "frozen", n_episodes: int = 4, episode_length: int = 8, seed: int = 0
+) -> ReplayBuffer:
     n = n_episodes * episode_length
     rng = np.random.default_rng(seed)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -3,6 +3,7 @@ with :class:`LanguageConditionedEncoderFactory`: fit, predict, sample, save -> `
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -36,9 +37,21 @@ ALGOS: dict[str, tuple[Callable[[Any], Any], bool, bool]] = {
         True,
         False,
     ),
-    "discrete_cql": (lambda enc: d3rlpy.algos.DiscreteCQLConfig(encoder_factory=enc, batch_size=BATCH), True, True),
-    "discrete_bcq": (lambda enc: d3rlpy.algos.DiscreteBCQConfig(encoder_factory=enc, batch_size=BATCH), True, True),
-    "discrete_bc": (lambda enc: d3rlpy.algos.DiscreteBCConfig(encoder_factory=enc, batch_size=BATCH), False, True),
+    "discrete_cql": (
+        lambda enc: d3rlpy.algos.DiscreteCQLConfig(encoder_factory=enc, batch_size=BATCH),
+        True,
+        True,
+    ),
+    "discrete_bcq": (
+        lambda enc: d3rlpy.algos.DiscreteBCQConfig(encoder_factory=enc, batch_size=BATCH),
+        True,
+        True,
+    ),
+    "discrete_bc": (
+        lambda enc: d3rlpy.algos.DiscreteBCConfig(encoder_factory=enc, batch_size=BATCH),
+        False,
+        True,
+    ),
     "dqn": (lambda enc: d3rlpy.algos.DQNConfig(encoder_factory=enc, batch_size=BATCH), True, True),
 }
 
@@ -67,7 +80,9 @@ def test_algorithm_on_language_tuple_observations(name: str, language: str, tmp_
     [((7,), VectorEncoderFactory(hidden_units=[16])), ((1, 36, 36), PixelEncoderFactory(feature_size=16))],
     ids=["vector", "image"],
 )
-def test_discrete_iql_on_flat_observations(observation_shape: tuple[int, ...], encoder: Any, tmp_path: Path) -> None:
+def test_discrete_iql_on_flat_observations(
+    observation_shape: tuple[int, ...], encoder: Any, tmp_path: Path
+) -> None:
     d3rlpy.seed(0)
     dataset = flat_dataset(observation_shape)
     algo = DiscreteIQLConfig(encoder_factory=encoder, batch_size=BATCH).create(device="cpu:0")
@@ -152,3 +167,54 @@ def test_importing_rgvlm_gym_does_not_import_torch() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_algorithm_names_build_configs_with_a_shared_encoder() -> None:
+    from rgvlm_gym.rl.algos import ALGORITHMS, build_with_dataset, make_algo_config
+
+    encoder = tiny_encoder()
+    dataset = tuple_dataset()
+    for name in ALGORITHMS:
+        config = make_algo_config(name, encoder_factory=encoder, batch_size=4)
+        assert config.encoder_factory == encoder and config.batch_size == 4
+        algo = config.create(device="cpu:0")
+        build_with_dataset(algo, dataset)  # tuple shapes survive, unlike d3rlpy's own build_with_dataset
+        assert algo.predict(tuple_observations(2)).shape == (2,)
+    assert isinstance(make_algo_config("iql").encoder_factory, LanguageConditionedEncoderFactory)
+    with pytest.raises(ValueError, match="Did you mean 'cql'"):
+        make_algo_config("cqll")
+
+
+TINY_BENCHMARK_ARGS = {
+    "--image-size": "36",
+    "--embedding-dim": "8",
+    "--n-actions": "5",
+    "--n-transitions": "64",
+    "--batch-size": "8",
+    "--batch-pool": "2",
+    "--warmup-updates": "1",
+    "--updates": "2",
+    "--rounds": "1",
+    "--algos": "discrete_iql,discrete_cql",
+}
+
+
+def test_benchmark_script_runs(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "bench_iql.py"),
+            *(item for pair in TINY_BENCHMARK_ARGS.items() for item in pair),
+            *("--json-out", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DiscreteIQL / DiscreteCQL updates/s ratio" in result.stdout
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["discrete_iql"]["updates_per_s"] > 0 and summary["discrete_cql"]["peak_rss_mib"] > 0

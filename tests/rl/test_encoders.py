@@ -76,7 +76,9 @@ def test_film_modulates_the_conv_features() -> None:
 
 @pytest.mark.parametrize("discrete_action", [True, False])
 def test_create_with_action(discrete_action: bool) -> None:
-    encoder = tiny_encoder().create_with_action(((3, 24, 20), (12,)), action_size=4, discrete_action=discrete_action)
+    encoder = tiny_encoder().create_with_action(
+        ((3, 24, 20), (12,)), action_size=4, discrete_action=discrete_action
+    )
     action = torch.tensor([0, 3]) if discrete_action else torch.randn(2, 4)
     assert encoder([_frames(2, 24, 20), torch.randn(2, 12)], action).shape == (2, 16)
 
@@ -105,7 +107,10 @@ def test_wrong_observation_shape_is_a_value_error(shape: object) -> None:
 
 
 def test_registered_and_serializes_inside_algorithm_configs() -> None:
-    assert CONFIG_STORAGE[EncoderFactory].config_list["language_conditioned"] is LanguageConditionedEncoderFactory
+    assert (
+        CONFIG_STORAGE[EncoderFactory].config_list["language_conditioned"]
+        is LanguageConditionedEncoderFactory
+    )
     encoders_module._register_once()  # idempotent: re-import must not trip d3rlpy's double-registration assert
     factory = LanguageConditionedEncoderFactory(language="learned", filters=[[8, 3, 1]], token_pooling="mean")
     for config in (
@@ -113,6 +118,9 @@ def test_registered_and_serializes_inside_algorithm_configs() -> None:
         d3rlpy.algos.DiscreteCQLConfig(encoder_factory=factory),
     ):
         data = config.serialize_to_dict()
-        assert data["encoder_factory"] == {"type": "language_conditioned", "params": factory.serialize_to_dict()}
+        assert data["encoder_factory"] == {
+            "type": "language_conditioned",
+            "params": factory.serialize_to_dict(),
+        }
         restored = type(config).deserialize(config.serialize())
         assert restored.encoder_factory == factory

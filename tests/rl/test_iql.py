@@ -14,7 +14,9 @@ from rgvlm_gym.rl import DiscreteIQL, DiscreteIQLConfig
 from rgvlm_gym.rl.torch import DiscreteIQLImpl
 
 
-def _built(config: DiscreteIQLConfig, language: str = "frozen") -> tuple[DiscreteIQL, d3rlpy.dataset.ReplayBuffer]:
+def _built(
+    config: DiscreteIQLConfig, language: str = "frozen"
+) -> tuple[DiscreteIQL, d3rlpy.dataset.ReplayBuffer]:
     d3rlpy.seed(0)
     dataset = tuple_dataset(language)
     algo = config.create(device="cpu:0")
@@ -38,7 +40,12 @@ def _params(module: torch.nn.Module) -> list[torch.Tensor]:
 def test_published_iql_defaults() -> None:
     config = DiscreteIQLConfig()
     assert (config.expectile, config.weight_temp, config.max_weight, config.tau) == (0.7, 3.0, 100.0, 0.005)
-    assert (config.n_critics, config.target_update_interval, config.gamma, config.batch_size) == (2, 1, 0.99, 256)
+    assert (config.n_critics, config.target_update_interval, config.gamma, config.batch_size) == (
+        2,
+        1,
+        0.99,
+        256,
+    )
     assert config.actor_learning_rate == config.critic_learning_rate == 3e-4
     assert DiscreteIQLConfig.get_type() == "discrete_iql"
 
@@ -68,7 +75,9 @@ def test_ddp_is_refused_with_a_clear_error() -> None:
 
 
 def test_config_round_trips_through_json() -> None:
-    config = DiscreteIQLConfig(encoder_factory=tiny_encoder("learned"), expectile=0.9, share_encoder=False, tau=1.0)
+    config = DiscreteIQLConfig(
+        encoder_factory=tiny_encoder("learned"), expectile=0.9, share_encoder=False, tau=1.0
+    )
     restored = DiscreteIQLConfig.deserialize(config.serialize())
     assert restored == config
 
@@ -99,7 +108,9 @@ def test_hard_target_update_every_interval() -> None:
     assert_target_equals(after_first)
     algo.update(dataset.sample_transition_batch(8))  # grad step 1: target stays
     assert_target_equals(after_first)
-    assert any(not torch.equal(a, b.detach()) for a, b in zip(after_first, modules.q_func.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b.detach()) for a, b in zip(after_first, modules.q_func.parameters(), strict=True)
+    )
     algo.update(dataset.sample_transition_batch(8))  # grad step 2: copy again
     assert_target_equals(_params(modules.q_func))
 
@@ -141,7 +152,9 @@ def test_advantage_weights_are_clipped() -> None:
 
 def test_losses_are_logged_by_fit() -> None:
     d3rlpy.seed(0)
-    algo = DiscreteIQLConfig(encoder_factory=VectorEncoderFactory(hidden_units=[8]), batch_size=8).create(device="cpu:0")
+    algo = DiscreteIQLConfig(encoder_factory=VectorEncoderFactory(hidden_units=[8]), batch_size=8).create(
+        device="cpu:0"
+    )
     [(_, metrics)] = algo.fit(
         flat_dataset((5,)),
         n_steps=4,
@@ -165,7 +178,9 @@ def test_sample_action_samples_from_the_policy() -> None:
 
 
 def test_predict_state_value_shape() -> None:
-    algo, _ = _built(DiscreteIQLConfig(encoder_factory=tiny_encoder("learned"), batch_size=8), language="learned")
+    algo, _ = _built(
+        DiscreteIQLConfig(encoder_factory=tiny_encoder("learned"), batch_size=8), language="learned"
+    )
     values = algo.predict_state_value(tuple_observations(3, "learned"))
     assert values.shape == (3,)
     assert np.isfinite(values).all()
