@@ -8,7 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import mixed_policy
+from _rewards_helpers import mixed_policy
 
 from rgvlm_gym.lvlm import SimLVLM
 from rgvlm_gym.rewards import (

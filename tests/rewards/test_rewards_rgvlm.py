@@ -318,8 +318,9 @@ def test_openai_compatible_path_strips_ground_truth(fault_server_rewards, episod
 
 @pytest.fixture
 def fault_server_rewards(monkeypatch: pytest.MonkeyPatch):
-    from _lvlm_servers import FaultServer
+    from _rewards_helpers import lvlm_servers
 
+    FaultServer = lvlm_servers().FaultServer
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     server = FaultServer()
