@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import string
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +45,7 @@ __all__ = ["INSTRUCTION_CHARSET", "MAX_INSTRUCTION_LENGTH", "AlfredLiteEnv", "ac
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
 MAX_INSTRUCTION_LENGTH = 2048
 TASK_SOURCES = ("procedural", "alfred")
+_RANDOMIZE_TRIES = 20
 
 
 @cache
@@ -65,6 +66,14 @@ def action_vocabulary() -> tuple[tuple[str, str], ...]:
     return tuple((verb, t) for verb in VERBS for t in targets[verb])
 
 
+@lru_cache(maxsize=16)
+def _procedural_suite(num_tasks: int, seed: int, subtasks: str | None, types: tuple[str, ...] | None) -> tuple[TaskSpec, ...]:
+    # tasks are immutable: envs built with the same arguments (a vector env, an evaluation) share them
+    from rgvlm_gym.alfred.procedural import procedural_suite
+
+    return tuple(procedural_suite(num_tasks, seed=seed, subtasks=subtasks, task_types=list(types) if types else None))
+
+
 def _ascii(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     text = " ".join(text.split())
@@ -80,7 +89,9 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         alfred_dir: ALFRED's ``json_2.1.0`` folder (``tasks="alfred"``).
         split: ALFRED split (``train``, ``valid_seen``, ...).
         subtasks: ``None`` for whole tasks, or ``"1-6"`` for every prefix task with 1..6 sub-tasks.
-        randomize_init: re-place the room's objects into random compatible receptacles at each reset.
+        randomize_init: re-place the room's objects into random compatible receptacles at each reset
+            (redrawn while the placement already completes the first sub-task; after 20 draws, the
+            dataset's initial state is kept).
         num_tasks: size of a procedural suite (ignored for ALFRED).
         suite_seed: seed of the procedural suite (task i of a suite is always the same).
         task_types: restrict the suite to these ALFRED task types (comma-separated or a list).
@@ -138,9 +149,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
             if types:
                 suite = [t for t in suite if t.task_type in types]
         else:
-            from rgvlm_gym.alfred.procedural import procedural_suite
-
-            suite = procedural_suite(int(num_tasks), seed=int(suite_seed), subtasks=subtasks, task_types=types)
+            suite = _procedural_suite(int(num_tasks), int(suite_seed), subtasks, tuple(types) if types else None)
         if not suite:
             raise ValueError(f"the task suite is empty (tasks={tasks!r}, split={split!r}, subtasks={subtasks!r}, task_types={types!r})")
         self.suite: list[TaskSpec] = list(suite)
@@ -191,8 +200,13 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         variants = self.task.instructions
         self.instruction = _ascii(variants[int(self.np_random.integers(len(variants)))])
         randomize = bool(options.get("randomize_init", self.randomize_init))
-        scene = randomize_scene(self.task.scene, self.np_random, self.onto) if randomize else self.task.scene
-        self.world = World(scene, self.onto)
+        self.world = World(self.task.scene, self.onto)
+        for _ in range(_RANDOMIZE_TRIES if randomize else 0):
+            # a re-placement that already completes the first sub-task would make the task trivial: redraw
+            world = World(randomize_scene(self.task.scene, self.np_random, self.onto), self.onto)
+            if not any(all(c.holds(world) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)):
+                self.world = world
+                break
         self._steps = 0
         self._progress = 0
         self._advance_progress()

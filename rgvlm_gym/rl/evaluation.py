@@ -17,7 +17,7 @@ Rates carry 95 % Wilson intervals (binomial); means carry normal-approximation i
 Tasks are drawn per sub-task count (``episodes_per_k`` each), seeded, so two policies evaluated with the
 same arguments face the same tasks, initial states and instruction variants.
 
-    >>> report = evaluate(random_policy(seed=0), {"num_tasks": 60, "subtasks": "1-2"}, episodes_per_k=4, seeds=(0,))
+    >>> report = evaluate(random_policy(seed=0), {"num_tasks": 60, "subtasks": "1-2"}, episodes_per_k=4, seeds=(0,), randomize=(False,))
     >>> sorted({e.n_subtasks for e in report.episodes}), len(report.episodes)
     ([1, 2], 8)
     >>> 0.0 <= report.summary()["success"]["rate"] <= 1.0
