@@ -60,7 +60,8 @@ def make_algo_config(
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown algorithm {name!r}, expected one of {list(ALGORITHMS)}.{hint}")
     encoder = encoder_factory if encoder_factory is not None else LanguageConditionedEncoderFactory()
-    return ALGORITHMS[name](encoder_factory=encoder, batch_size=batch_size, **overrides)  # type: ignore[call-arg]
+    config: LearnableConfig = ALGORITHMS[name](encoder_factory=encoder, batch_size=batch_size, **overrides)
+    return config
 
 
 def build_with_dataset(algo: LearnableBase[Any, Any], dataset: ReplayBufferBase) -> None:

@@ -120,15 +120,15 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
         if not (
             len(observation_shape) == 2
             and all(isinstance(s, (list, tuple)) for s in observation_shape)
-            and len(observation_shape[0]) == 3  # type: ignore[arg-type]
-            and len(observation_shape[1]) == 1  # type: ignore[arg-type]
+            and len(observation_shape[0]) == 3
+            and len(observation_shape[1]) == 1
         ):
             raise ValueError(
                 "LanguageConditionedEncoderFactory expects tuple observations "
                 "(image (C, H, W), instruction (D,)), actually: "
                 f"observation_shape={observation_shape!r}"
             )
-        image_shape, language_shape = observation_shape  # type: ignore[misc]
+        image_shape, language_shape = observation_shape
         trunk = FiLMTrunk(
             image_shape=image_shape,
             language_shape=language_shape,

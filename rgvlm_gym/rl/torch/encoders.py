@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class _FrozenEmbeddingProjection(nn.Module):  # type: ignore[misc]
+class _FrozenEmbeddingProjection(nn.Module):
     """Projects a fixed sentence embedding ``(B, D)`` to ``(B, out_size)``."""
 
     def __init__(self, embedding_size: int, out_size: int, activation: nn.Module):
@@ -39,10 +39,11 @@ class _FrozenEmbeddingProjection(nn.Module):  # type: ignore[misc]
         self._activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._activation(self._fc(x))
+        out: torch.Tensor = self._activation(self._fc(x))
+        return out
 
 
-class _TokenEncoder(nn.Module):  # type: ignore[misc]
+class _TokenEncoder(nn.Module):
     """Learned instruction encoder over padded token ids ``(B, L)`` (id 0 is padding).
 
     ``pooling="gru"`` reads the GRU state at the last non-padding token; ``pooling="mean"``
@@ -78,14 +79,16 @@ class _TokenEncoder(nn.Module):  # type: ignore[misc]
             lengths = mask.sum(dim=1).long().clamp(min=1)
             index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
             pooled = outputs.gather(1, index).squeeze(1)
-            return self._activation(pooled)
+            out: torch.Tensor = self._activation(pooled)
+            return out
         assert self._fc is not None
         summed = (embedded * mask.unsqueeze(2)).sum(dim=1)
         pooled = summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return self._activation(self._fc(pooled))
+        out = self._activation(self._fc(pooled))
+        return out
 
 
-class FiLMTrunk(nn.Module):  # type: ignore[misc]
+class FiLMTrunk(nn.Module):
     """CNN over the frame with FiLM conditioning on the instruction; outputs flat features.
 
     Args:
@@ -160,7 +163,8 @@ class FiLMTrunk(nn.Module):  # type: ignore[misc]
         total = sum(self._channels)
         gammas = torch.split(film[:, :total], self._channels, dim=1)
         betas = torch.split(film[:, total:], self._channels, dim=1)
-        for i, (conv, gamma, beta) in enumerate(zip(self._convs, gammas, betas, strict=True)):
+        convs: list[nn.Conv2d] = list(self._convs)  # type: ignore[arg-type]
+        for i, (conv, gamma, beta) in enumerate(zip(convs, gammas, betas, strict=True)):
             if i == 0 and self._normalize_pixels:
                 # conv(x / 255) == conv with weight / 255: scaling the small weight tensor instead of the
                 # frame saves a frame-sized temporary on every forward pass
@@ -181,7 +185,8 @@ class LanguageConditionedEncoder(Encoder):
         self._activation = activation
 
     def forward(self, x: TorchObservation) -> torch.Tensor:
-        return self._activation(self._fc(self._trunk(x)))
+        out: torch.Tensor = self._activation(self._fc(self._trunk(x)))
+        return out
 
 
 class LanguageConditionedEncoderWithAction(EncoderWithAction):
@@ -205,4 +210,5 @@ class LanguageConditionedEncoderWithAction(EncoderWithAction):
     def forward(self, x: TorchObservation, action: torch.Tensor) -> torch.Tensor:
         if self._discrete_action:
             action = F.one_hot(action.view(-1).long(), num_classes=self._action_size).float()
-        return self._activation(self._fc(torch.cat([self._trunk(x), action], dim=1)))
+        out: torch.Tensor = self._activation(self._fc(torch.cat([self._trunk(x), action], dim=1)))
+        return out

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-class DiscreteTwinQFunction(nn.Module):  # type: ignore[misc]
+class DiscreteTwinQFunction(nn.Module):
     """``n_critics`` Q-functions over all actions sharing one encoder.
 
     ``forward(x)`` returns ``(features, q)`` with ``q`` of shape ``(batch, n_critics, action_size)``,
@@ -67,7 +67,7 @@ class DiscreteTwinQFunction(nn.Module):  # type: ignore[misc]
         return self._encoder
 
 
-class FeatureHead(nn.Module):  # type: ignore[misc]
+class FeatureHead(nn.Module):
     """Linear head over its own encoder, or over features computed elsewhere when ``encoder is None``."""
 
     def __init__(self, encoder: Encoder | None, hidden_size: int, output_size: int):
@@ -198,7 +198,7 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         loss = self.compute_loss(batch)
         # critic and actor parameters are disjoint (the policy reads detached features), so one
         # backward pass fills both sets of gradients
-        (loss.critic_loss + loss.actor_loss).backward()
+        (loss.critic_loss + loss.actor_loss).backward()  # type: ignore[no-untyped-call]
         return loss
 
     def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
@@ -207,7 +207,8 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         self._modules.actor_optim.step()
         if grad_step % self._target_update_interval == 0:
             self.update_target()
-        return asdict_as_float(loss)
+        metrics: dict[str, float] = asdict_as_float(loss)
+        return metrics
 
     def update_target(self) -> None:
         if self._tau >= 1.0:
@@ -232,7 +233,8 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         return self.policy_logits(x).argmax(dim=1)
 
     def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
-        return Categorical(logits=self.policy_logits(x)).sample()
+        sampled: torch.Tensor = Categorical(logits=self.policy_logits(x)).sample()  # type: ignore[no-untyped-call]
+        return sampled
 
     def inner_predict_value(self, x: TorchObservation, action: torch.Tensor) -> torch.Tensor:
         q = self._modules.q_func(x)[1].mean(dim=1)
@@ -245,12 +247,13 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
     # ------------------------------------------------------------- d3rlpy copy_*_from interfaces
 
     @property
-    def policy(self) -> FeatureHead:  # type: ignore[override]
+    def policy(self) -> FeatureHead:
         return self._modules.policy
 
     @property
     def policy_optim(self) -> torch.optim.Optimizer:
-        return self._modules.actor_optim.optim
+        optim: torch.optim.Optimizer = self._modules.actor_optim.optim
+        return optim
 
     @property
     def q_function(self) -> nn.ModuleList:
@@ -258,4 +261,5 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
 
     @property
     def q_function_optim(self) -> torch.optim.Optimizer:
-        return self._modules.critic_optim.optim
+        optim: torch.optim.Optimizer = self._modules.critic_optim.optim
+        return optim
