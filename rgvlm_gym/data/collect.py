@@ -23,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -169,21 +170,37 @@ def _run_one(index: int) -> EpisodeRecord:
 
 
 def _records(n: int, workers: int, init_args: tuple[Any, ...]) -> Iterator[EpisodeRecord]:
-    if workers <= 1:
-        _init_worker(*init_args)
-        for i in range(n):
-            yield _run_one(i)
-        return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=init_args)
+    """Episodes 0..n-1 in order. Ctrl-C is turned into a flag checked between episodes: a
+    KeyboardInterrupt raised at an arbitrary point (inside a weakref callback of the pool, say) can be
+    swallowed by Python ("Exception ignored in ..."), and collection would go on."""
+    stop: list[int] = []
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+    pool = None
     try:
-        # ordered: the writer stores episode i at position i whatever the worker count
-        yield from pool.imap(_run_one, range(n), chunksize=4)
-        pool.close()
+        if workers <= 1:
+            _init_worker(*init_args)
+            results: Iterator[EpisodeRecord] = (_run_one(i) for i in range(n))
+        else:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            pool = mp.get_context(method).Pool(workers, initializer=_init_pool_worker, initargs=init_args)
+            # ordered: the writer stores episode i at position i whatever the worker count
+            results = pool.imap(_run_one, range(n), chunksize=4)
+        for rec in results:
+            if stop:
+                raise KeyboardInterrupt
+            yield rec
+            if stop:
+                raise KeyboardInterrupt
+        if pool is not None:
+            pool.close()
     finally:
-        pool.terminate()
-        pool.join()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
 
 
 def collect_dataset(
@@ -259,8 +276,11 @@ def collect_dataset(
                          "permutation(default_rng([seed, i // num_tasks, 7]))[i % num_tasks]",
     }
     init_args = (env_kwargs, int(seed), n_tasks, policy, mix_d, int(frame_size))
-    return write_dataset(did, _records(int(episodes), workers, init_args), env=env, metadata=metadata, force=force,
-                         progress=int(episodes) if progress else False)
+    records = _records(int(episodes), workers, init_args)
+    try:
+        return write_dataset(did, records, env=env, metadata=metadata, force=force, progress=int(episodes) if progress else False)
+    finally:
+        records.close()  # stops the pool now, not when the generator is collected
 
 
 def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:

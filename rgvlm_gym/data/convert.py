@@ -20,8 +20,8 @@ Privileged columns (sub-task progress) are never read here.
     >>> from rgvlm_gym.data.collect import collect_dataset
     >>> ds = collect_dataset("doctest/tiny-v0", episodes=4, num_tasks=10, workers=1, progress=False)
     >>> buf = to_d3rlpy(ds)
-    >>> buf.transition_count == ds.total_steps, buf.dataset_info.action_size
-    (True, 228)
+    >>> buf.transition_count == ds.total_steps, buf.dataset_info.action_size == ds.action_space.n
+    (True, True)
     >>> [tuple(s) for s in buf.dataset_info.observation_signature.shape]
     [(3, 64, 64), (384,)]
 """
