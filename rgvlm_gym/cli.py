@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "render an expert episode of a task to a GIF / PNG strip"),
     "collect": ("collect", "collect episodes with behaviour policies into a Minari dataset"),
     "dataset": ("dataset", "show an rgvlm-gym Minari dataset, or export it to a d3rlpy ReplayBuffer"),
+    "relabel": ("relabel", "relabel a dataset with LVLM (RG-VLM) rewards into a new dataset, cached and resumable"),
+    "inspect": ("inspect", "show one episode's frames, actions, LVLM analysis and scores as HTML / PNG"),
     "train": ("train", "train a d3rlpy algorithm (DiscreteIQL, CQL, BCQ, BC) on a dataset"),
     "evaluate": ("evaluate", "roll a trained policy out and report success by number of sub-tasks"),
 }

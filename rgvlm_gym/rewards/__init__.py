@@ -14,6 +14,8 @@ Holds the public API of the sub-package:
 - :class:`RGVLMRewardWrapper` — label episodes online in a Gymnasium env.
 - :func:`label_stream`, :func:`annotate`, :class:`LabelStats`, :func:`provenance` — streaming, concurrent
   labeling of many episodes and the audit columns / metadata of a relabeled dataset (the relabel engine).
+- :func:`relabel`, :class:`RelabelSummary` — the relabel pipeline: a Minari dataset in, a new one with
+  ``sparse + lam * LVLM`` rewards out, cached and resumable (``rgvlm relabel``).
 - :func:`label_quality` — Spearman / Pearson of labels against the oracle, overall and per group.
 - :data:`PROMPT_VERSION`, :data:`PROMPT_SHA256`, :func:`load_prompts` — the versioned prompt templates
   (``envs/prompts/``).
@@ -44,6 +46,7 @@ from rgvlm_gym.rewards.cache import SCHEMA_VERSION, LabelCache, LabelCacheError
 from rgvlm_gym.rewards.lvlm_labeler import LVLMLabeler
 from rgvlm_gym.rewards.prompts import PROMPT_SHA256, PROMPT_VERSION, load_prompts
 from rgvlm_gym.rewards.quality import QualityReport, label_quality
+from rgvlm_gym.rewards.relabel import RelabelSummary, build_labeler, default_cache_path, relabel
 from rgvlm_gym.rewards.rgvlm import RGVLMLabeler, parse_scores, plan_parts
 from rgvlm_gym.rewards.rollout import EpisodeBuilder, rollout
 from rgvlm_gym.rewards.stream import LabelStats, annotate, label_stream, provenance
@@ -67,9 +70,12 @@ __all__ = [
     "QualityReport",
     "RGVLMLabeler",
     "RGVLMRewardWrapper",
+    "RelabelSummary",
     "SparseLabeler",
     "SuccessDetectorLabeler",
     "annotate",
+    "build_labeler",
+    "default_cache_path",
     "label_quality",
     "label_stream",
     "load_prompts",
@@ -80,5 +86,6 @@ __all__ = [
     "provenance",
     "register_labeler",
     "registered_labelers",
+    "relabel",
     "rollout",
 ]

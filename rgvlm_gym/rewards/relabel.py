@@ -1,0 +1,553 @@
+"""The relabel pipeline: a Minari dataset in, a new Minari dataset with LVLM rewards out.
+
+Holds :func:`relabel` (the Python side of ``rgvlm relabel``), :func:`build_labeler`, :func:`default_cache_path`
+and :class:`RelabelSummary`.
+
+What :func:`relabel` does, streaming (memory stays flat however many episodes the dataset has):
+
+1. reads the source episodes one at a time (:func:`~rgvlm_gym.data.iter_episodes`; the source is only
+   read, never written),
+2. labels them concurrently (:func:`~rgvlm_gym.rewards.stream.label_stream`: ``concurrency`` episodes at
+   once, at most ``2 * concurrency`` in memory) through the persistent :class:`~rgvlm_gym.rewards.LabelCache`,
+3. writes the new dataset atomically (:func:`~rgvlm_gym.data.write_dataset`: nothing appears under
+   ``out_id`` until every episode is written; an existing id is replaced only with ``force``).
+
+**Rewards of the new dataset.** For a dense labeler (``rgvlm``, ``oracle``, ``success``) the ``rewards``
+column is the combined reward ``sparse + lam * dense`` (``lam`` defaults to 1.0; the dense part is the
+labeler's per-step reward, RG-VLM's score / 10, in [0, 1]; no normalisation). ``--labeler sparse`` copies
+the sparse reward. Per-step extra columns, each usable as ``rgvlm train --reward COLUMN`` /
+``to_d3rlpy(..., reward=COLUMN)``:
+
+- ``original_rewards``: the source's rewards (the environment's sparse reward),
+- ``lvlm_rewards``: the dense reward alone (score / 10), for training on LVLM rewards without the sparse
+  term; an unlabeled episode has its sparse reward here too (the fallback below),
+- ``lvlm_labels``: the raw dense labels for audit, ``NaN`` where the episode is unlabeled (do not train
+  on this column when there are unlabeled episodes).
+
+Per-episode columns: ``label_status`` (``ok`` / ``invalid`` / ``error``) and ``label`` (JSON: reason, the
+0-10 scores, the LVLM's text answers per stage, calls, usage).
+
+**Unlabeled episodes** (the LVLM answered invalid JSON twice, or a request failed for good): the episode keeps
+its sparse reward in ``rewards`` and ``lvlm_rewards``, ``lvlm_labels`` is NaN, and ``label_status`` /
+``label["reason"]`` say why. No score is ever invented. ``error`` episodes are not cached, so re-running asks
+again; ``invalid`` ones are (``RGVLMLabeler(retry_invalid=True)`` asks again).
+
+**Resuming.** Every finished LVLM call and every finished episode is committed to the label cache (SQLite,
+WAL) as it completes. Re-running a finished job makes zero LVLM calls; re-running a job that was killed
+(SIGKILL included) labels each episode exactly once, asking only the calls that had not finished. The
+default cache is ``<cache dir>/labels.sqlite`` (:func:`default_cache_path`; ``$RGVLM_GYM_CACHE_DIR``).
+
+**Relabeling a relabeled dataset** starts from its ``original_rewards`` (labels never stack).
+
+**Provenance** (``dataset_info(out)["relabel"]``): the labeler config, the LVLM spec (no secrets), prompt
+version and hash, the parameters, the package version and whether the labels are simulated.
+
+With ``--lvlm sim`` the labels are simulated from ground truth (a test double, not a model's judgement);
+every figure :class:`RelabelSummary` prints says "(simulated LVLM)".
+
+Example (simulated LVLM; a tiny dataset collected first):
+    >>> import os, tempfile
+    >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()
+    >>> from rgvlm_gym.data import collect_dataset, dataset_info
+    >>> from rgvlm_gym.rewards import relabel
+    >>> _ = collect_dataset("doctest/relabel-src-v0", episodes=3, num_tasks=10, workers=1, progress=False)
+    >>> cache = os.path.join(tempfile.mkdtemp(), "labels.sqlite")
+    >>> summary = relabel("doctest/relabel-src-v0", "doctest/relabel-out-v0", "rgvlm", lvlm="sim:noise=0",
+    ...                   cache=cache, progress=False)
+    >>> summary.episodes, summary.labeled, summary.calls_per_episode, summary.simulated
+    (3, 3, 2.0, True)
+    >>> dataset_info("doctest/relabel-out-v0")["relabel"]["lvlm"]
+    'sim'
+    >>> relabel("doctest/relabel-src-v0", "doctest/relabel-out-v0", "rgvlm", lvlm="sim:noise=0", cache=cache,
+    ...         progress=False, force=True).calls
+    0
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rgvlm_gym.data.episode import EpisodeRecord
+from rgvlm_gym.rewards.base import Labeler, make_labeler, registered_labelers
+from rgvlm_gym.rewards.basic import CombinedLabeler, SparseLabeler, oracle_contributions
+from rgvlm_gym.rewards.cache import LabelCache
+from rgvlm_gym.rewards.quality import QualityReport, label_quality
+from rgvlm_gym.rewards.stream import (
+    EPISODE_COLUMNS,
+    STEP_COLUMNS,
+    LabelStats,
+    annotate,
+    label_stream,
+    provenance,
+)
+
+if TYPE_CHECKING:
+    from minari import MinariDataset
+
+    from rgvlm_gym.lvlm import LVLM
+
+__all__ = [
+    "RELABEL_EPISODE_COLUMNS",
+    "RELABEL_STEP_COLUMNS",
+    "RelabelSummary",
+    "build_labeler",
+    "default_cache_path",
+    "relabel",
+    "relabel_labelers",
+]
+
+#: per-step extra columns of a relabeled dataset (module docstring).
+RELABEL_STEP_COLUMNS = (*STEP_COLUMNS, "lvlm_rewards")
+#: per-episode extra columns of a relabeled dataset.
+RELABEL_EPISODE_COLUMNS = EPISODE_COLUMNS
+SIM_NOTE = "(simulated LVLM)"
+_DEFAULT_LAM = 1.0
+
+
+def default_cache_path() -> Path:
+    """``<rgvlm cache dir>/labels.sqlite`` (``$RGVLM_GYM_CACHE_DIR`` or ``~/.cache/rgvlm_gym``)."""
+    from rgvlm_gym.data.embeddings import cache_dir
+
+    return cache_dir() / "labels.sqlite"
+
+
+def relabel_labelers() -> list[str]:
+    """Labeler names ``rgvlm relabel --labeler`` accepts (every registered one but ``combined``, which
+    :func:`relabel` builds itself)."""
+    return [n for n in registered_labelers() if n != "combined"]
+
+
+def _make_lvlm(lvlm: LVLM | str | Mapping[str, Any], concurrency: int) -> LVLM:
+    """An LVLM client; a spec without ``max_concurrency`` gets ``concurrency`` (so the client does not
+    throttle the pipeline below its own concurrency)."""
+    from rgvlm_gym.lvlm import LVLM, LVLMSpec, make_lvlm
+
+    if isinstance(lvlm, LVLM):
+        return lvlm
+    if isinstance(lvlm, str):
+        try:
+            spec = LVLMSpec.parse(lvlm).to_dict()
+        except ValueError as exc:
+            raise ValueError(f"Expect `lvlm` to be an LVLM spec (sim[:k=v,...], openai:<model>[@url], hf:<path>), actually: {lvlm!r}: {exc}") from exc
+    elif isinstance(lvlm, Mapping) and "type" in lvlm:
+        spec = {"type": lvlm["type"], "params": dict(lvlm.get("params") or {})}
+    else:
+        raise ValueError(f"Expect `lvlm` to be an LVLM, a spec string or a {{'type', 'params'}} dict, actually: {lvlm!r:.80}")
+    spec["params"].setdefault("max_concurrency", max(8, int(concurrency)))
+    try:
+        return make_lvlm(spec)
+    except TypeError as exc:  # an unknown option in the spec string
+        raise ValueError(f"bad LVLM spec {lvlm!r}: {exc}") from exc
+
+
+def build_labeler(
+    name: str | Mapping[str, Any] | Labeler,
+    *,
+    lvlm: LVLM | str | Mapping[str, Any] | None = "sim",
+    lam: float = _DEFAULT_LAM,
+    cache: LabelCache | None = None,
+    frame_budget: int | None = None,
+    long_episodes: str | None = None,
+    concurrency: int = 32,
+) -> Labeler:
+    """The labeler :func:`relabel` runs: ``sparse + lam * <name>`` for a dense labeler, the sparse labeler
+    for ``"sparse"``; a ``{"type", "params"}`` config or a :class:`Labeler` is used as given.
+
+    Args:
+        name: ``rgvlm``, ``oracle``, ``success``, ``sparse`` (:func:`relabel_labelers`), a config or a labeler.
+        lvlm: the LVLM for labelers that ask one (spec string, config or client).
+        lam: weight of the dense reward (>= 0).
+        cache: the label cache for LVLM labelers (None: none).
+        frame_budget: most frames per LVLM request (labelers that have the option; None: their default).
+        long_episodes: ``"segments"`` or ``"subsample"`` for episodes over the frame budget (labelers that
+            have the option; None: their default, segments).
+        concurrency: the LVLM client's ``max_concurrency`` when the spec does not set it.
+
+    Raises:
+        ValueError: an unknown labeler (with "did you mean"), a bad LVLM spec, a bad ``lam``.
+    """
+    if isinstance(name, Labeler):
+        return name
+    if isinstance(name, Mapping):
+        return make_labeler(name)
+    if name == "sparse":
+        return SparseLabeler()
+    if name == "combined" or name not in registered_labelers():
+        make_labeler(name)  # raises the registry's "Unknown labeler ... Did you mean" error
+        raise ValueError(f"Expect `labeler` to be one of {relabel_labelers()}, actually: {name!r} (relabel builds the combination itself; see --lam)")
+    from rgvlm_gym.rewards.base import _REGISTRY
+
+    cls = _REGISTRY[name]
+    kwargs: dict[str, Any] = {}
+    if cls.uses_lvlm:
+        if lvlm is None:
+            raise ValueError(f"labeler {name!r} asks an LVLM: pass `lvlm` (e.g. 'sim' or 'openai:gpt-4o')")
+        kwargs["lvlm"] = _make_lvlm(lvlm, concurrency)
+        if cache is not None:
+            kwargs["cache"] = cache
+        accepted = inspect.signature(cls.__init__).parameters
+        if frame_budget is not None:
+            if "frame_budget" not in accepted:
+                raise ValueError(f"labeler {name!r} has no frame budget; leave `frame_budget` unset")
+            kwargs["frame_budget"] = frame_budget
+        if long_episodes is not None:
+            if "long_episodes" not in accepted:
+                raise ValueError(f"labeler {name!r} has no long-episode mode; leave `long_episodes` unset")
+            kwargs["long_episodes"] = long_episodes
+    return CombinedLabeler(base=SparseLabeler(), dense=cls(**kwargs), lam=lam)
+
+
+def _walk(labeler: Labeler) -> Iterator[Labeler]:
+    todo = [labeler]
+    while todo:
+        lab = todo.pop()
+        yield lab
+        for attr in ("base", "dense"):
+            inner = getattr(lab, attr, None)
+            if isinstance(inner, Labeler):
+                todo.append(inner)
+
+
+def _lvlms(labeler: Labeler) -> list[LVLM]:
+    out: list[LVLM] = []
+    for lab in _walk(labeler):
+        lvlm = getattr(lab, "lvlm", None)
+        if lvlm is not None and all(lvlm is not x for x in out):
+            out.append(lvlm)
+    return out
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _redact(obj: Any) -> Any:
+    """Drop ``user:password@`` from URLs and any ``*key*`` / ``*token*`` / ``*secret*`` values."""
+    if isinstance(obj, str):
+        return _USERINFO.sub("", obj)
+    if isinstance(obj, Mapping):
+        return {
+            k: ("<redacted>" if re.search(r"api_key$|secret|token$|password", str(k), re.I) and not str(k).endswith("_env") else _redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_redact(v) for v in obj]
+    return obj
+
+
+@dataclass
+class RelabelSummary:
+    """What a :func:`relabel` run did; :meth:`text` is the closing summary ``rgvlm relabel`` prints.
+
+    ``calls`` counts LVLM calls made by this run (episodes and calls served from the label cache add none).
+    """
+
+    source: str
+    out: str
+    labeler: dict[str, Any]
+    lvlm: str | None
+    episodes: int
+    steps: int
+    labeled: int
+    cached: int
+    calls: int
+    failed_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    images: int
+    cost_usd: float
+    elapsed_s: float
+    simulated: bool
+    cache: str | None
+    unlabeled: dict[str, int] = field(default_factory=dict)
+    unlabeled_episodes: dict[str, list[int]] = field(default_factory=dict)
+    quality: QualityReport | None = None
+
+    @property
+    def calls_per_episode(self) -> float:
+        return self.calls / self.episodes if self.episodes else math.nan
+
+    @property
+    def episodes_per_s(self) -> float:
+        return self.episodes / self.elapsed_s if self.elapsed_s > 0 else math.nan
+
+    def text(self) -> str:
+        """The closing summary; every line says "(simulated LVLM)" when the labels are simulated."""
+        n_unl = self.episodes - self.labeled
+        lines = [
+            f"Relabeled {self.source} -> {self.out} with {self.labeler['type']}"
+            + (f" ({self.lvlm})" if self.lvlm else ""),
+            f"Episodes: {self.episodes} ({self.labeled} labeled, {self.cached} from the cache, {n_unl} unlabeled), "
+            f"{self.steps} steps in {self.elapsed_s:.1f} s ({self.episodes_per_s:.1f} episodes/s)",
+            f"LVLM calls: {self.calls}",
+            f"LVLM calls per episode: {self.calls_per_episode:.2f}; failed calls: {self.failed_calls}",
+            f"Tokens: {self.prompt_tokens} in / {self.completion_tokens} out; images: {self.images}",
+            f"Cost: ${self.cost_usd:.4f}",
+        ]
+        for why, n in sorted(self.unlabeled.items(), key=lambda kv: -kv[1]):
+            eps = self.unlabeled_episodes.get(why, [])
+            more = ", ..." if n > len(eps) else ""
+            lines.append(f"Unlabeled ({n}): {why} [episodes {', '.join(map(str, eps))}{more}]; kept their sparse reward")
+        if self.cache:
+            lines.append(f"Label cache: {self.cache}")
+        if self.quality is not None:
+            lines.append("Label quality vs the oracle's sub-task progress (dense labels, per step):")
+            lines.extend(self.quality.table().splitlines())
+        if self.simulated:
+            lines = [f"{line} {SIM_NOTE}" if line.strip() and SIM_NOTE not in line else line for line in lines]
+            lines.append("Labels come from the simulated LVLM (sim): simulated from ground truth, not a model's judgement.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "quality"}
+        out["quality"] = None if self.quality is None else self.quality.to_dict()
+        out["calls_per_episode"] = self.calls_per_episode
+        out["episodes_per_s"] = self.episodes_per_s
+        return out
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _restore_original(rec: EpisodeRecord) -> EpisodeRecord:
+    """A record of a relabeled dataset, back to its original rewards and without our audit columns."""
+    if "original_rewards" not in rec.extra:
+        return rec
+    extra = {k: v for k, v in rec.extra.items() if k not in (*RELABEL_STEP_COLUMNS, *RELABEL_EPISODE_COLUMNS)}
+    return replace(rec, rewards=np.asarray(rec.extra["original_rewards"], np.float32), extra=extra)
+
+
+def _check_source(ds: MinariDataset, info: Mapping[str, Any], labeler: Labeler) -> None:
+    from rgvlm_gym.data import DatasetError, load_episode
+
+    if ds.total_episodes == 0:
+        raise DatasetError(f"dataset {ds.id!r} has no episodes to relabel")
+    needs_frames = any(lab.uses_lvlm for lab in _walk(labeler))
+    if needs_frames and not info.get("frames", True):
+        raise DatasetError(
+            f"dataset {ds.id!r} has no LVLM frames (written with frames=False); an LVLM labeler needs them. "
+            f"Re-collect it with `rgvlm collect` (frames are stored by default), or use --labeler sparse/oracle"
+        )
+    first = load_episode(ds, int(next(iter(ds.episode_indices))), frames=needs_frames)
+    if not first.instruction.strip():
+        raise DatasetError(f"dataset {ds.id!r} episode {first.episode_id} has no instruction (the task goal an LVLM labeler needs)")
+
+
+def relabel(
+    src: MinariDataset | str,
+    out_id: str,
+    labeler: str | Mapping[str, Any] | Labeler = "rgvlm",
+    *,
+    lvlm: LVLM | str | Mapping[str, Any] | None = "sim",
+    lam: float = _DEFAULT_LAM,
+    force: bool = False,
+    concurrency: int = 32,
+    cache: LabelCache | str | os.PathLike[str] | bool = True,
+    frame_budget: int | None = None,
+    long_episodes: str | None = None,
+    progress: bool = True,
+    quality: bool = True,
+) -> RelabelSummary:
+    """Relabel the Minari dataset ``src`` into the new dataset ``out_id`` (module docstring).
+
+    Args:
+        src: the source dataset (id or :class:`minari.MinariDataset`); only read.
+        out_id: the new dataset's id (``namespace/name-vN``); must differ from ``src``.
+        labeler: a name of :func:`relabel_labelers` (``rewards = sparse + lam * labels``), a
+            ``{"type", "params"}`` config or a :class:`Labeler` (used as given: its own cache, its rewards).
+        lvlm: the LVLM of an LVLM labeler given by name (spec string, config or client).
+        lam: weight of the dense reward in ``rewards``.
+        force: replace ``out_id`` if it exists (only once the new dataset is complete).
+        concurrency: episodes labeled at once (and the LVLM client's ``max_concurrency`` unless set in its spec).
+        cache: label cache: True for :func:`default_cache_path`, a path, a :class:`LabelCache`, or False for
+            none (then nothing resumes).
+        frame_budget: most frames per LVLM request (None: the labeler's default, 16).
+        long_episodes: ``"segments"`` (default: 2 calls per part of ``frame_budget - 1`` actions, every frame
+            seen) or ``"subsample"`` (2 calls per episode, ``frame_budget`` frames) for longer episodes.
+        progress: a tqdm progress bar (ETA, live calls / tokens / failures) on stderr.
+        quality: compute the label-quality report against the oracle (ground truth is in every rgvlm-gym
+            dataset; the report is skipped for ``sparse``).
+
+    Returns:
+        A :class:`RelabelSummary`.
+
+    Raises:
+        FileExistsError: ``out_id`` exists and ``force`` is False.
+        ValueError: bad arguments; :class:`~rgvlm_gym.data.DatasetError` for an unknown source (with "did you
+            mean"), one without frames or instructions.
+    """
+    from rgvlm_gym.data import dataset_info, iter_episodes, open_dataset, write_dataset
+    from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
+
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValueError(f"Expect `concurrency` to be a positive int, actually: {concurrency!r}")
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"Expect `lam` to be a finite number >= 0, actually: {lam!r}")
+    ds = open_dataset(src)
+    out = str(parse_dataset_id(out_id))
+    if out == ds.id:
+        raise ValueError(f"Expect `out_id` to differ from the source dataset, actually: both are {out!r} (the source is never modified)")
+    if _dataset_dir(out).exists() and not force:
+        raise FileExistsError(f"dataset {out!r} already exists at {_dataset_dir(out)}; pass --force (force=True) to replace it")
+    info = dataset_info(ds)
+
+    own_cache: LabelCache | None = None
+    cache_obj: LabelCache | None
+    if isinstance(cache, LabelCache):
+        cache_obj = cache
+    elif cache is False or cache is None:
+        cache_obj = None
+    else:
+        own_cache = cache_obj = LabelCache(default_cache_path() if cache is True else cache)
+    lab = build_labeler(labeler, lvlm=lvlm, lam=lam, cache=cache_obj, frame_budget=frame_budget,
+                        long_episodes=long_episodes, concurrency=concurrency)
+    try:
+        _check_source(ds, info, lab)
+        return _run(ds, out, lab, info, force=force, concurrency=concurrency, cache=cache_obj, progress=progress,
+                    quality=quality, lam=lam, frame_budget=frame_budget, long_episodes=long_episodes, write_dataset=write_dataset,
+                    iter_episodes=iter_episodes)
+    finally:
+        if not isinstance(labeler, Labeler):
+            lab.close()
+        if own_cache is not None:
+            own_cache.close()
+
+
+def _run(
+    ds: MinariDataset,
+    out: str,
+    lab: Labeler,
+    info: Mapping[str, Any],
+    *,
+    force: bool,
+    concurrency: int,
+    cache: LabelCache | None,
+    progress: bool,
+    quality: bool,
+    lam: float,
+    frame_budget: int | None,
+    long_episodes: str | None,
+    write_dataset: Any,
+    iter_episodes: Any,
+) -> RelabelSummary:
+    lvlms = _lvlms(lab)
+    lvlm_spec = _display_spec(lvlms[0].spec) if lvlms else None
+    simulated = any(x.backend == "sim" for x in lvlms)
+    needs_frames = any(x.uses_lvlm for x in _walk(lab))
+    has_dense = isinstance(lab, CombinedLabeler) or not isinstance(lab, SparseLabeler)
+    for x in lvlms:
+        x.usage.reset()
+
+    prov = provenance(lab)
+    prov.update(
+        parameters={
+            "lam": lam if isinstance(lab, CombinedLabeler) else None,
+            "concurrency": concurrency,
+            "frame_budget": frame_budget,
+            "long_episodes": long_episodes,
+            "source_dataset": ds.id,
+        },
+        rewards="sparse + lam * dense labels" if isinstance(lab, CombinedLabeler) else f"{lab.name} labels",
+        columns={
+            "rewards": "the combined reward (sparse where the episode is unlabeled)",
+            "original_rewards": "the source's rewards",
+            "lvlm_rewards": "the dense labels alone (sparse where the episode is unlabeled)",
+            "lvlm_labels": "the raw dense labels, NaN where the episode is unlabeled (audit)",
+            "label_status": "ok / invalid / error per episode",
+            "label": "JSON: reason, 0-10 scores, the LVLM's answers per stage, calls, usage",
+        },
+    )
+    prov = _redact(prov)
+    step_cols = list(dict.fromkeys([*[c for c in info.get("extra_step_columns", []) if c not in RELABEL_STEP_COLUMNS], *RELABEL_STEP_COLUMNS]))
+    ep_cols = list(dict.fromkeys([*[c for c in info.get("extra_episode_columns", []) if c not in RELABEL_EPISODE_COLUMNS], *RELABEL_EPISODE_COLUMNS]))
+    desc = f"{ds.id} relabeled by rgvlm-gym with {lab.name}" + (f" ({lvlm_spec})" if lvlm_spec else "")
+    metadata = {"relabel": prov, "description": desc + (" " + SIM_NOTE if simulated else "")}
+
+    stats = LabelStats()
+    labels: list[np.ndarray | None] = []
+    oracle: list[np.ndarray] = []
+    groups: dict[str, list[Any]] = {"task_type": [], "n_subtasks": []}
+    unlabeled_eps: dict[str, list[int]] = {}
+    steps = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=ds.total_episodes, unit="ep", desc=f"relabel {out}" + (" " + SIM_NOTE if simulated else ""), smoothing=0.1)
+
+    def labeled() -> Iterator[EpisodeRecord]:
+        nonlocal steps
+        source = (_restore_original(r) for r in iter_episodes(ds, frames=needs_frames or bool(info.get("frames", True))))
+        for i, (rec, res) in enumerate(label_stream(lab, source, concurrency=concurrency, stats=stats)):
+            ann = annotate(rec, res)
+            dense = np.asarray(ann.extra["lvlm_labels"], np.float32)
+            ann.extra["lvlm_rewards"] = np.where(np.isnan(dense), ann.rewards, dense).astype(np.float32) if res.labeled else ann.rewards.copy()
+            if not res.labeled:
+                unlabeled_eps.setdefault(f"{res.status}: {_short(res.reason)}", []).append(i)
+            steps += len(rec)
+            if quality and has_dense and len(rec.progress) == len(rec) + 1:
+                labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
+                oracle.append(oracle_contributions(rec))
+                groups["task_type"].append(str(rec.task.get("task_type", "?")))
+                groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
+            if bar is not None:
+                failed = sum(x.usage.snapshot().failures for x in lvlms)
+                bar.set_postfix({**stats.postfix(), "failed": failed, "cached": stats.cached}, refresh=False)
+                bar.update(1)
+            yield ann
+
+    try:
+        write_dataset(out, labeled(), source=ds, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
+                      extra_step_columns=step_cols, extra_episode_columns=ep_cols)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    report = None
+    if labels:
+        report = label_quality(labels, oracle, groups, note=f"labels from {lvlm_spec} {SIM_NOTE}" if simulated else "")
+    snaps = [x.usage.snapshot() for x in lvlms]
+    unlabeled: dict[str, int] = {}
+    for why, eps in unlabeled_eps.items():
+        unlabeled[why] = len(eps)
+    return RelabelSummary(
+        source=ds.id,
+        out=out,
+        labeler=_redact(lab.config),
+        lvlm=lvlm_spec,
+        episodes=stats.episodes,
+        steps=steps,
+        labeled=stats.labeled,
+        cached=stats.cached,
+        calls=stats.calls,
+        failed_calls=sum(s.failures for s in snaps),
+        prompt_tokens=stats.prompt_tokens,
+        completion_tokens=stats.completion_tokens,
+        images=stats.images,
+        cost_usd=sum(s.cost_usd for s in snaps),
+        elapsed_s=stats.elapsed_s,
+        simulated=simulated or stats.simulated,
+        cache=None if cache is None else str(cache.path),
+        unlabeled=unlabeled,
+        unlabeled_episodes={k: v[:10] for k, v in unlabeled_eps.items()},
+        quality=report,
+    )
+
+
+def _display_spec(spec: str) -> str:
+    """An LVLM spec for people: no secrets, no ``max_concurrency`` (a transport setting relabel adds)."""
+    out = re.sub(r"(?<=[:,])max_concurrency=\d+,?", "", _redact(spec))
+    return out.rstrip(",:")
+
+
+def _short(reason: str) -> str:
+    """A reason without episode-specific numbers (so equal failures group together)."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason.split("; after one repair prompt")[0])[:160]
