@@ -69,10 +69,13 @@ class DiscreteIQLConfig(LearnableConfig):
     :math:`\pi_\phi`, ``predict_value`` the mean of the Q heads and
     :meth:`DiscreteIQL.predict_state_value` returns :math:`V_\psi(s)`.
 
-    With ``share_encoder=True`` (default) one encoder feeds the Q heads, the V head and -- with its
-    gradients stopped, as in DrQ / SAC-AE -- the policy head; an update then costs one encoder
-    forward/backward on :math:`s` plus two gradient-free forwards (target critic on :math:`s`, online
-    encoder on :math:`s'`). ``share_encoder=False`` gives Q, V and :math:`\pi` their own encoders
+    With ``share_encoder=True`` (default) one encoder feeds the Q heads, the V head and the policy
+    head, and learns from all three losses; an update then costs one encoder forward/backward on
+    :math:`s` plus two gradient-free forwards (target critic on :math:`s`, online encoder on
+    :math:`s'`). Stopping the policy's gradient at the encoder (as DrQ / SAC-AE do for their actors)
+    was tried and fails here: with sparse rewards the critic alone shapes features that do not tell
+    the actions of a language-conditioned task apart (0 % vs 100 % success on the 1-2 sub-task test
+    in ``tests/pipeline/test_iql_learns.py``). ``share_encoder=False`` gives Q, V and :math:`\pi` their own encoders
     as in the original IQL. Both layouts do a single backward pass per update.
 
     Differences from the paper's continuous IQL: Q is regressed with squared error on every head
@@ -136,8 +139,8 @@ class DiscreteIQLConfig(LearnableConfig):
         expectile (float): Expectile :math:`\tau` of the value regression, in ``(0, 1)``.
         weight_temp (float): Inverse temperature :math:`\beta` of the advantage weights.
         max_weight (float): Clip :math:`w_{\max}` of the advantage weights.
-        share_encoder (bool): One encoder for Q, V and (gradient-stopped) the policy; ``False``
-            gives each network its own encoder.
+        share_encoder (bool): One encoder for Q, V and the policy, trained by all three losses;
+            ``False`` gives each network its own encoder.
         compile_graph (bool): Flag to enable JIT compilation and CUDAGraph (acts on CUDA only).
     """
 

@@ -115,19 +115,22 @@ def test_hard_target_update_every_interval() -> None:
     assert_target_equals(_params(modules.q_func))
 
 
-def test_actor_loss_does_not_train_the_shared_encoder() -> None:
+def test_actor_loss_trains_the_shared_encoder_but_not_the_q_heads() -> None:
     algo, dataset = _built(DiscreteIQLConfig(encoder_factory=tiny_encoder(), batch_size=8))
     impl = algo.impl
     assert isinstance(impl, DiscreteIQLImpl)
     modules = impl.modules
     loss = impl.compute_loss(_torch_batch(algo, dataset))
-    loss.actor_loss.backward()
-    assert all(p.grad is None for p in modules.q_func.parameters())
-    assert all(p.grad is not None for p in modules.policy.parameters())
-    # the critic loss does train it, and never touches the policy head
-    modules.policy.zero_grad(set_to_none=True)
-    loss.critic_loss.backward()
+    loss.actor_loss.backward(retain_graph=True)
+    encoder = {id(p) for p in modules.q_func.encoder.parameters()}
     assert all(p.grad is not None for p in modules.q_func.encoder.parameters())
+    assert all(p.grad is None for p in modules.q_func.parameters() if id(p) not in encoder)  # Q heads
+    assert all(p.grad is not None for p in modules.policy.parameters())
+    # the critic loss trains encoder and heads, and never touches the policy head
+    for p in [*modules.policy.parameters(), *modules.q_func.parameters()]:
+        p.grad = None
+    loss.critic_loss.backward()
+    assert all(p.grad is not None for p in modules.q_func.parameters())
     assert all(p.grad is None for p in modules.policy.parameters())
 
 

@@ -153,7 +153,7 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         modules = self._modules
         actions = batch.actions.long().view(-1, 1)
 
-        # one encoder pass on s_t serves Q, V and (detached) the policy when the encoder is shared
+        # one encoder pass on s_t serves Q, V and the policy when the encoder is shared
         features, q = modules.q_func(batch.observations)
         q_data = q.gather(2, actions.unsqueeze(1).expand(-1, q.shape[1], 1)).squeeze(2)  # (B, K)
         shared = features if self._share_encoder else None
@@ -178,7 +178,7 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         # policy: advantage-weighted log-likelihood of the dataset action
         advantage = targ_q_data - v.detach()
         weight = (self._weight_temp * advantage).exp().clamp(max=self._max_weight)
-        logits = modules.policy(batch.observations, shared.detach() if shared is not None else None)
+        logits = modules.policy(batch.observations, shared)
         log_prob = F.log_softmax(logits, dim=1).gather(1, actions)
         actor_loss = -(weight * log_prob).mean()
 
@@ -196,8 +196,8 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         self._modules.critic_optim.zero_grad()
         self._modules.actor_optim.zero_grad()
         loss = self.compute_loss(batch)
-        # critic and actor parameters are disjoint (the policy reads detached features), so one
-        # backward pass fills both sets of gradients
+        # one backward pass fills both optimizers' gradients; a shared encoder (stepped by the critic
+        # optimizer) gets the sum of the critic's and the actor's gradients
         (loss.critic_loss + loss.actor_loss).backward()  # type: ignore[no-untyped-call]
         return loss
 
