@@ -1,0 +1,51 @@
+"""``rgvlm collect`` -> ``rgvlm train`` -> ``rgvlm evaluate`` end to end, as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def rgvlm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rgvlm_gym.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_collect_train_evaluate(tmp_path: Path) -> None:
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "minari"), OMP_NUM_THREADS="1")
+    r = rgvlm("collect", "--tasks", "procedural", "--num-tasks", "10", "--subtasks", "1-2", "--episodes", "20",
+              "--policy", "mixed", "--dataset-id", "test/cli-v0", "--workers", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "run"
+    r = rgvlm("train", "test/cli-v0", "--algo", "iql", "--steps", "20", "--batch-size", "16", "--steps-per-epoch", "10",
+              "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert (out / "model.d3").is_file()
+    record = json.loads((out / "train.json").read_text())
+    assert record["algo_type"] == "discrete_iql" and record["dataset_id"] == "test/cli-v0"
+    assert record["env_kwargs"]["num_tasks"] == 10
+    # an existing model is not overwritten without --force
+    r = rgvlm("train", "test/cli-v0", "--steps", "5", "--out", str(out), env=env)
+    assert r.returncode == 1 and "--force" in r.stderr
+
+    r = rgvlm("evaluate", str(out / "model.d3"), "--episodes", "2", "--seeds", "0", "--subtasks", "1-2", "--randomize-init", env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # the per-sub-task table: one row per (initial state, k), then the total
+    assert any(line.startswith("dataset     1") for line in lines), r.stdout
+    assert any(line.startswith("randomized  2") for line in lines), r.stdout
+    report = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert len(report["episodes"]) == 2 * 2 * 2  # episodes x k values x initial-state kinds
+    assert set(report["by_subtasks"]) == {"False/1", "False/2", "True/1", "True/2"}
+    assert (out / "evaluation" / "episodes.csv").read_text().count("\n") == 1 + 8
+
+
+def test_evaluate_reports_a_missing_model(tmp_path: Path) -> None:
+    r = rgvlm("evaluate", str(tmp_path / "nope.d3"), env=dict(os.environ))
+    assert r.returncode == 1 and "no model file" in r.stderr
