@@ -47,10 +47,12 @@ every figure :class:`RelabelSummary` prints says "(simulated LVLM)".
 
 Example (simulated LVLM; a tiny dataset collected first):
     >>> import os, tempfile
+    >>> old_path = os.environ.get("MINARI_DATASETS_PATH")
     >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()
     >>> from rgvlm_gym.data import collect_dataset, dataset_info
     >>> from rgvlm_gym.rewards import relabel
-    >>> _ = collect_dataset("doctest/relabel-src-v0", episodes=3, num_tasks=10, workers=1, progress=False)
+    >>> _ = collect_dataset("doctest/relabel-src-v0", episodes=3, num_tasks=10, policy="expert", workers=1,
+    ...                     progress=False)
     >>> cache = os.path.join(tempfile.mkdtemp(), "labels.sqlite")
     >>> summary = relabel("doctest/relabel-src-v0", "doctest/relabel-out-v0", "rgvlm", lvlm="sim:noise=0",
     ...                   cache=cache, progress=False)
@@ -61,6 +63,7 @@ Example (simulated LVLM; a tiny dataset collected first):
     >>> relabel("doctest/relabel-src-v0", "doctest/relabel-out-v0", "rgvlm", lvlm="sim:noise=0", cache=cache,
     ...         progress=False, force=True).calls
     0
+    >>> _ = os.environ.pop("MINARI_DATASETS_PATH") if old_path is None else os.environ.update(MINARI_DATASETS_PATH=old_path)
 """
 
 from __future__ import annotations
@@ -550,4 +553,5 @@ def _display_spec(spec: str) -> str:
 
 def _short(reason: str) -> str:
     """A reason without episode-specific numbers (so equal failures group together)."""
-    return re.sub(r"\d+(\.\d+)?", "N", reason.split("; after one repair prompt")[0])[:160]
+    reason = re.sub(r"^part \d+/\d+ \(steps \d+-\d+\): ", "", reason.split("; after one repair prompt")[0])
+    return re.sub(r"\d+(\.\d+)?", "N", reason)[:160]
