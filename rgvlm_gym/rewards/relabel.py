@@ -58,8 +58,9 @@ Example (simulated LVLM; a tiny dataset collected first):
     ...                   cache=cache, progress=False)
     >>> summary.episodes, summary.labeled, summary.calls_per_episode, summary.simulated
     (3, 3, 2.0, True)
-    >>> dataset_info("doctest/relabel-out-v0")["relabel"]["lvlm"]
-    'sim'
+    >>> prov = dataset_info("doctest/relabel-out-v0")["relabel"]
+    >>> prov["simulated"], prov["prompt_version"], prov["labeler"]["params"]["dense"]["type"]
+    (True, 'rgvlm_v1', 'rgvlm')
     >>> relabel("doctest/relabel-src-v0", "doctest/relabel-out-v0", "rgvlm", lvlm="sim:noise=0", cache=cache,
     ...         progress=False, force=True).calls
     0
