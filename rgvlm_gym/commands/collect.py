@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=50, help="episode step limit")
     p.add_argument("--force", action="store_true", help="replace an existing dataset with this id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-embed", action="store_true",
+                   help="skip caching the instructions' MiniLM embeddings (then the first `to_d3rlpy` computes them)")
 
 
 def format_summary(summary: dict[str, dict[str, float]]) -> str:
@@ -72,4 +74,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps, {ds.storage.get_size():.1f} MB "
           f"at {ds.storage.data_path} in {dt:.1f} s ({ds.total_episodes / dt:.1f} episodes/s)")
     print(format_summary(summarize(ds)))
+    if not args.no_embed:
+        from rgvlm_gym.data.convert import prepare_embeddings
+
+        t0 = time.perf_counter()
+        n = prepare_embeddings(ds)
+        print(f"cached the MiniLM embeddings of {n} unique instructions in {time.perf_counter() - t0:.1f} s (for to_d3rlpy)")
     return 0

@@ -17,10 +17,12 @@ as a transition's own action) so that all ``T`` transitions, the last one includ
 
 Privileged columns (sub-task progress) are never read here.
 
+    >>> import os, tempfile
+    >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()  # keep ~/.minari clean
     >>> from rgvlm_gym.data.collect import collect_dataset
     >>> ds = collect_dataset("doctest/tiny-v0", episodes=4, num_tasks=10, workers=1, progress=False)
     >>> buf = to_d3rlpy(ds)
-    >>> buf.transition_count == ds.total_steps, buf.dataset_info.action_size == ds.action_space.n
+    >>> buf.transition_count == ds.total_steps, bool(buf.dataset_info.action_size == ds.action_space.n)
     (True, True)
     >>> [tuple(s) for s in buf.dataset_info.observation_signature.shape]
     [(3, 64, 64), (384,)]
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from d3rlpy.dataset import ReplayBuffer
     from minari import MinariDataset
 
-__all__ = ["to_d3rlpy"]
+__all__ = ["prepare_embeddings", "to_d3rlpy"]
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -67,9 +69,9 @@ def to_d3rlpy(
         DatasetError: the dataset is missing / not rgvlm-gym's / corrupted, or has no such reward column.
     """
     from d3rlpy.constants import ActionSpace
-    from d3rlpy.dataset import Episode, InfiniteBuffer, ReplayBuffer
+    from d3rlpy.dataset import Episode, InfiniteBuffer, ReplayBuffer, Signature
 
-    from rgvlm_gym.data.embeddings import InstructionEmbedder
+    from rgvlm_gym.data.embeddings import EMBEDDING_DIM, InstructionEmbedder
 
     ds = open_dataset(dataset)
     meta = _check_rgvlm(ds)
@@ -100,7 +102,16 @@ def to_d3rlpy(
         emb = np.broadcast_to(table[text], (len(obs), table[text].shape[0]))
         episodes.append(Episode(observations=[obs, np.ascontiguousarray(emb)], actions=acts.reshape(-1, 1).astype(np.int64),
                                 rewards=rews.reshape(-1, 1).astype(np.float32), terminated=bool(terminated)))
-    return ReplayBuffer(InfiniteBuffer(), episodes=episodes, action_space=ActionSpace.DISCRETE, action_size=n_actions)
+    img_shape = tuple(episodes[0].observations[0].shape[1:])
+    return ReplayBuffer(
+        InfiniteBuffer(),
+        episodes=episodes,
+        observation_signature=Signature(dtype=[np.dtype(np.uint8), np.dtype(np.float32)], shape=[img_shape, (EMBEDDING_DIM,)]),
+        action_signature=Signature(dtype=[np.dtype(np.int64)], shape=[(1,)]),
+        reward_signature=Signature(dtype=[np.dtype(np.float32)], shape=[(1,)]),
+        action_space=ActionSpace.DISCRETE,
+        action_size=n_actions,
+    )
 
 
 def _episode_arrays(ds: MinariDataset, reward: str, image_size: int | None) -> Iterator[tuple[np.ndarray, str, np.ndarray, np.ndarray, bool]]:
@@ -113,3 +124,16 @@ def _episode_arrays(ds: MinariDataset, reward: str, image_size: int | None) -> I
                 raise DatasetError(f"dataset {ds.id!r} episode {rec.episode_id}: missing reward column {reward!r}")
             rewards = np.asarray(rec.extra[reward], np.float32)
         yield np.ascontiguousarray(images.transpose(0, 3, 1, 2)), rec.instruction, rec.actions, rewards, bool(rec.terminations[-1])
+
+
+def prepare_embeddings(dataset: MinariDataset | str, encoder: str = "minilm") -> int:
+    """Compute (and cache on disk) the embeddings of a dataset's unique instructions; returns their count.
+
+    ``rgvlm collect`` calls it after writing (unless ``--no-embed``), so that the first :func:`to_d3rlpy`
+    of a fresh dataset does not pay for the encoder (~10-40 ms an ALFRED instruction on 2 CPU cores).
+    """
+    from rgvlm_gym.data.embeddings import InstructionEmbedder
+
+    texts = sorted({rec.instruction for rec in iter_episodes(dataset, frames=False, images=False)})
+    InstructionEmbedder(encoder)(texts)
+    return len(texts)

@@ -60,7 +60,8 @@ Readers: :func:`iter_episodes` streams :class:`~rgvlm_gym.data.episode.EpisodeRe
 flat); :func:`load_episode` reads one. Both raise :class:`DatasetError` naming the dataset and what is
 wrong (unknown id with "did you mean", another environment's dataset, a corrupted file, a missing column).
 
-    >>> import gymnasium as gym, numpy as np, rgvlm_gym
+    >>> import gymnasium as gym, os, tempfile, rgvlm_gym
+    >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()  # keep ~/.minari clean
     >>> from rgvlm_gym.data.collect import collect_episode
     >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
     >>> rec = collect_episode(env.unwrapped, "expert", episode_id=0, seed=0, task_index=3, frame_size=224)

@@ -44,13 +44,14 @@ def test_session_dataset_summary(proc_dataset) -> None:
 
 
 def test_cli_collect_reports_success_per_policy(capsys) -> None:
-    rc = main(["collect", "--episodes", "10", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--policy", "mixed"])
+    rc = main(["collect", "--episodes", "10", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--policy", "mixed"])  # embeds too
     assert rc == 0
     out = capsys.readouterr().out
     assert "wrote test/cli-v0: 10 episodes" in out and "success" in out and "\nall " in out
-    rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress"])
+    assert "cached the MiniLM embeddings of" in out
+    rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--no-embed"])
     assert rc == 1 and "already exists" in capsys.readouterr().err
-    rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--force", "--policy", "expert"])
+    rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--force", "--policy", "expert", "--no-embed"])
     assert rc == 0 and minari.load_dataset("test/cli-v0").total_episodes == 3
     rc = main(["dataset", "show", "test/cli-v0"])
     assert rc == 0 and '"policy": "expert"' in capsys.readouterr().out
@@ -62,7 +63,7 @@ def test_cli_collect_reports_success_per_policy(capsys) -> None:
 def test_kill_mid_collection_leaves_no_dataset(sig: signal.Signals) -> None:
     root = Path(os.environ["MINARI_DATASETS_PATH"])
     cmd = [sys.executable, "-m", "rgvlm_gym.cli", "collect", "--episodes", "5000", "--num-tasks", "50",
-           "--dataset-id", "test/killed-v0", "--no-progress", "--workers", "2"]
+           "--dataset-id", "test/killed-v0", "--no-progress", "--workers", "2", "--no-embed"]
     proc = subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tmp = root / ".rgvlm-tmp"
     deadline = time.time() + 60
