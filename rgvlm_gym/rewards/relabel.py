@@ -69,6 +69,7 @@ Example (simulated LVLM; a tiny dataset collected first):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -345,6 +346,124 @@ def _check_source(ds: MinariDataset, info: Mapping[str, Any], labeler: Labeler) 
         raise DatasetError(f"dataset {ds.id!r} episode {first.episode_id} has no instruction (the task goal an LVLM labeler needs)")
 
 
+class _WriterProcess:
+    """``write_dataset`` in a forked child process, fed records through a bounded queue.
+
+    Writing (HDF5 + gzip of every frame) is the largest single cost of a relabel job and holds the GIL; in a
+    process of its own it overlaps with reading and labeling. The child is forked before the label cache, the
+    LVLM client or any thread exists, and leaves with ``os._exit`` (it never touches the parent's handles).
+    It stops (and ``write_dataset`` removes its temporary folder) when the parent dies, even by SIGKILL.
+    """
+
+    def __init__(self, queue_size: int = 4) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self._q = ctx.Queue(maxsize=queue_size)
+        self._parent_conn, child_conn = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=self._main, args=(self._q, child_conn, os.getpid()), daemon=True,
+                                 name="relabel-writer")
+        self._proc.start()
+        child_conn.close()
+
+    @staticmethod
+    def _main(q: Any, conn: Any, parent: int) -> None:  # pragma: no cover - runs in the child
+        import queue as queue_mod
+
+        code = 0
+        try:
+            def get() -> Any:
+                while True:
+                    try:
+                        return q.get(timeout=0.5)
+                    except queue_mod.Empty:
+                        if os.getppid() != parent:
+                            raise RuntimeError("the relabel process died") from None
+
+            job = get()
+            if job is None:
+                return
+
+            def records() -> Iterator[EpisodeRecord]:
+                while (item := get()) is not None:
+                    if isinstance(item, str):  # "abort"
+                        raise RuntimeError("relabel aborted")
+                    yield item
+
+            from rgvlm_gym.data import write_dataset
+
+            write_dataset(job["out"], records(), **job["kwargs"])
+            conn.send(("ok", None))
+        except BaseException as exc:  # reported to the parent, which re-raises it
+            code = 1
+            try:
+                conn.send(("error", exc))
+            except Exception:
+                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        finally:
+            os._exit(code)
+
+    def _put(self, item: Any) -> None:
+        import queue as queue_mod
+
+        while True:
+            try:
+                self._q.put(item, timeout=0.5)
+                return
+            except queue_mod.Full:
+                if not self._proc.is_alive():
+                    self._raise_child_error()
+
+    def _raise_child_error(self) -> None:
+        if self._parent_conn.poll(5):
+            status, exc = self._parent_conn.recv()
+            if status == "error":
+                raise exc
+        raise RuntimeError(f"the dataset writer process ended unexpectedly (exit code {self._proc.exitcode})")
+
+    def write(self, out: str, records: Iterator[EpisodeRecord], **kwargs: Any) -> None:
+        """``write_dataset(out, records, **kwargs)`` in the child; returns when the dataset is committed."""
+        self._put({"out": out, "kwargs": kwargs})
+        try:
+            for rec in records:
+                if self._parent_conn.poll():  # the writer failed early (bad record, disk full)
+                    self._raise_child_error()
+                self._put(rec)
+        except BaseException:
+            self.abort()
+            raise
+        self._put(None)
+        while not self._parent_conn.poll(0.5):
+            if not self._proc.is_alive() and not self._parent_conn.poll(0.5):
+                self._raise_child_error()
+        status, exc = self._parent_conn.recv()
+        self._proc.join(timeout=30)
+        if status == "error":
+            raise exc
+
+    def abort(self) -> None:
+        """Stop the child (it removes its temporary dataset folder)."""
+        if self._proc.is_alive():
+            with contextlib.suppress(Exception):
+                self._q.put_nowait("abort")
+            self._proc.join(timeout=10)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(timeout=5)
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(Exception):
+                self._q.put_nowait(None)
+            self.abort()
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods()
+
+
 def relabel(
     src: MinariDataset | str,
     out_id: str,
@@ -359,6 +478,7 @@ def relabel(
     long_episodes: str | None = None,
     progress: bool = True,
     quality: bool = True,
+    writer_process: bool | None = None,
 ) -> RelabelSummary:
     """Relabel the Minari dataset ``src`` into the new dataset ``out_id`` (module docstring).
 
@@ -379,6 +499,8 @@ def relabel(
         progress: a tqdm progress bar (ETA, live calls / tokens / failures) on stderr.
         quality: compute the label-quality report against the oracle (ground truth is in every rgvlm-gym
             dataset; the report is skipped for ``sparse``).
+        writer_process: write the new dataset in a forked child process, overlapping writing with reading
+            and labeling (None: where ``fork`` exists). The result is the same either way.
 
     Returns:
         A :class:`RelabelSummary`.
@@ -403,6 +525,7 @@ def relabel(
         raise FileExistsError(f"dataset {out!r} already exists at {_dataset_dir(out)}; pass --force (force=True) to replace it")
     info = dataset_info(ds)
 
+    writer = _WriterProcess() if (writer_process if writer_process is not None else _can_fork()) else None
     own_cache: LabelCache | None = None
     cache_obj: LabelCache | None
     if isinstance(cache, LabelCache):
@@ -411,15 +534,18 @@ def relabel(
         cache_obj = None
     else:
         own_cache = cache_obj = LabelCache(default_cache_path() if cache is True else cache)
-    lab = build_labeler(labeler, lvlm=lvlm, lam=lam, cache=cache_obj, frame_budget=frame_budget,
-                        long_episodes=long_episodes, concurrency=concurrency)
+    lab: Labeler | None = None
     try:
+        lab = build_labeler(labeler, lvlm=lvlm, lam=lam, cache=cache_obj, frame_budget=frame_budget,
+                            long_episodes=long_episodes, concurrency=concurrency)
         _check_source(ds, info, lab)
         return _run(ds, out, lab, info, force=force, concurrency=concurrency, cache=cache_obj, progress=progress,
-                    quality=quality, lam=lam, frame_budget=frame_budget, long_episodes=long_episodes, write_dataset=write_dataset,
-                    iter_episodes=iter_episodes)
+                    quality=quality, lam=lam, frame_budget=frame_budget, long_episodes=long_episodes,
+                    write_dataset=write_dataset if writer is None else writer.write, iter_episodes=iter_episodes)
     finally:
-        if not isinstance(labeler, Labeler):
+        if writer is not None:
+            writer.close()
+        if lab is not None and not isinstance(labeler, Labeler):
             lab.close()
         if own_cache is not None:
             own_cache.close()
@@ -509,7 +635,7 @@ def _run(
             yield ann
 
     try:
-        write_dataset(out, labeled(), source=ds, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
+        write_dataset(out, labeled(), source=ds.id, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
                       extra_step_columns=step_cols, extra_episode_columns=ep_cols)
     finally:
         if bar is not None:

@@ -57,7 +57,13 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     assert job.returncode == -signal.SIGKILL
     done_before = _responses(cache)
     assert done_before >= 12
-    assert not (Path(os.environ["MINARI_DATASETS_PATH"]) / OUT).exists()  # nothing half-written under the id
+    root = Path(os.environ["MINARI_DATASETS_PATH"])
+    assert not (root / OUT).exists()  # nothing half-written under the id
+    # the orphaned writer process notices its parent died and removes its temporary folder
+    deadline = time.monotonic() + 20
+    while any((root / ".rgvlm-tmp").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any((root / ".rgvlm-tmp").glob("*"))
 
     resumed = subprocess.run(_relabel_cmd(cache), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
