@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         os.makedirs(out_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "w+b") as f:  # h5py reads back what it writes
                 buf.dump(f)
             os.replace(tmp, args.out)
         finally:

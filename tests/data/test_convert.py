@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,20 @@ def test_discrete_bc_trains_on_the_buffer(proc_dataset) -> None:
     assert np.isfinite(losses).all() and np.mean(losses[-40:]) < np.mean(losses[:40])
     after = float(np.mean(bc.predict(batch.observations) == batch.actions[:, 0]))
     assert after >= before
+
+
+def test_cli_export_round_trips_through_d3rlpy(proc_dataset, tmp_path, monkeypatch, capsys) -> None:
+    import d3rlpy
+
+    from rgvlm_gym.cli import main
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(Path(proc_dataset.storage.data_path).parents[2]))
+    out = tmp_path / "buffer.h5"
+    assert main(["dataset", "to-d3rlpy", "test/proc-mixed-v0", "--out", str(out)]) == 0
+    assert "transitions" in capsys.readouterr().out
+    buf = d3rlpy.dataset.ReplayBuffer.load(str(out), d3rlpy.dataset.InfiniteBuffer())
+    assert buf.transition_count == proc_dataset.total_steps
+    assert main(["dataset", "to-d3rlpy", "test/proc-mixed-v0", "--out", str(out)]) == 1  # no --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["dataset", "to-d3rlpy", "test/proc-mixed-v0", "--out", str(out), "--reward", "lvlm", "--force"]) == 1
+    assert "no reward column 'lvlm'" in capsys.readouterr().err
