@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "show one episode's frames, actions, LVLM analysis and scores as HTML / PNG"),
     "train": ("train", "train a d3rlpy algorithm (DiscreteIQL, CQL, BCQ, BC) on a dataset"),
     "evaluate": ("evaluate", "roll a trained policy out and report success by number of sub-tasks"),
+    "quickstart": ("quickstart", "the whole pipeline, small: collect, relabel, train sparse vs RG-VLM, evaluate"),
 }
 
 
