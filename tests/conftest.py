@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# conftest files are not doctest modules: collecting them as such (--doctest-modules) imports two
+# files named "conftest" under one module name and fails, depending on the order of the arguments
+collect_ignore_glob = ["*/conftest.py"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALFRED_DIR = REPO_ROOT.parent / "shared" / "alfred" / "json_2.1.0"
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rgvlm_gym._async import run_coroutine
 from rgvlm_gym.lvlm.usage import LVLMUsage, Price, UsageMeter
 
 __all__ = [
@@ -436,27 +437,7 @@ class LVLM(abc.ABC):
             finally:
                 await self._release_loop_resources()
 
-        coro_fn = run
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_fn())
-        # Called from inside a running loop: run ours in a helper thread.
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["result"] = asyncio.run(coro_fn())
-            except BaseException as exc:  # re-raised below
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        result: list[LVLMResponse | BaseException] = box["result"]
-        return result
+        return run_coroutine(run)
 
     async def _release_loop_resources(self) -> None:  # noqa: B027 - optional hook
         """Close what this client opened on the running event loop (called before ``chat_many``'s own

@@ -24,13 +24,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import difflib
-import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from rgvlm_gym._async import run_coroutine
 from rgvlm_gym.data.episode import EpisodeRecord
 
 __all__ = [
@@ -123,34 +123,6 @@ class LabelResult:
             simulated=bool(data.get("simulated", False)),
             meta=dict(data.get("meta", {})),
         )
-
-
-def run_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run ``factory()`` to completion from sync code: in a fresh event loop, or, when this thread
-    already runs one (Jupyter), in a helper thread with its own loop."""
-
-    async def main() -> T:
-        return await factory()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(main())
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    result: T = box["result"]
-    return result
 
 
 class Labeler(abc.ABC):
