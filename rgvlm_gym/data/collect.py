@@ -185,8 +185,15 @@ def _records(n: int, workers: int, init_args: tuple[Any, ...]) -> Iterator[Episo
         else:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             pool = mp.get_context(method).Pool(workers, initializer=_init_pool_worker, initargs=init_args)
-            # ordered: the writer stores episode i at position i whatever the worker count
-            results = pool.imap(_run_one, range(n), chunksize=4)
+            # ordered: the writer stores episode i at position i whatever the worker count; in windows,
+            # because imap reads ahead without bound and finished episodes (frames!) would pile up in
+            # memory whenever writing is slower than collecting
+            window = 32 * workers
+            results = (
+                rec
+                for start in range(0, n, window)
+                for rec in pool.imap(_run_one, range(start, min(n, start + window)), chunksize=4)
+            )
         for rec in results:
             if stop:
                 raise KeyboardInterrupt

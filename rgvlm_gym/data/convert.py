@@ -123,6 +123,11 @@ def _episode_arrays(ds: MinariDataset, reward: str, image_size: int | None) -> I
             if reward not in rec.extra:
                 raise DatasetError(f"dataset {ds.id!r} episode {rec.episode_id}: missing reward column {reward!r}")
             rewards = np.asarray(rec.extra[reward], np.float32)
+        if not np.isfinite(rewards).all():
+            raise DatasetError(
+                f"dataset {ds.id!r} episode {rec.episode_id}: reward column {reward!r} has non-finite values "
+                "(an audit column such as lvlm_labels is NaN where an episode is unlabeled; train on lvlm_rewards or rewards)"
+            )
         yield np.ascontiguousarray(images.transpose(0, 3, 1, 2)), rec.instruction, rec.actions, rewards, bool(rec.terminations[-1])
 
 
