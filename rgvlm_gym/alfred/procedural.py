@@ -575,15 +575,10 @@ class _Planner:
             raise _PlanFailed(f"picked a {'whole' if sliced else 'sliced'} {obj_type}")
 
     def _holder_of_next_pick(self, obj_type: str) -> str | None:
-        # mirror World._pickup's choice to describe where the object is taken from
-        w = self.w
-        cands = [o for o in w.visible() if w.obj_type[o] == obj_type]
-        if not cands:
-            return None
-        sliced = [o for o in cands if "sliced" in w.flags[o]]
-        o = (sliced or cands)[0]
-        p = w.parent[o]
-        return w.type_of(p) if p is not None else None
+        # what the next PickupObject takes it from, to describe the step
+        o = self.w.pickup_target(obj_type)
+        p = self.w.parent[o] if o is not None else None
+        return self.w.type_of(p) if p is not None else None
 
     def put(self, recep: str, *, walk: bool = True, force: bool = False) -> None:
         if walk and recep in self.w.members:

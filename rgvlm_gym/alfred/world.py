@@ -148,6 +148,19 @@ class World:
             out.extend(self.subtree(rid))
         return out
 
+    def pickup_target(self, obj_type: str) -> str | None:
+        """The object ``PickupObject <obj_type>`` would take from here (None: none in reach).
+
+        A slice before a whole one, one you have not put away yourself, this place's receptacles before
+        their neighbours, then scene order.
+        """
+        candidates = [
+            (self.rec_type[rid] != self.location, o) for rid in self.places() for o in self.subtree(rid) if self.obj_type[o] == obj_type
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda c: ("sliced" not in self.flags[c[1]], c[1] in self.moved, c[0], self.order.get(c[1], 1 << 30)))[1]
+
     def instances(self, obj_type: str) -> list[str]:
         return [o for o, t in self.obj_type.items() if t == obj_type]
 
@@ -186,19 +199,9 @@ class World:
             return f"PickupObject {name}: your hands are full (holding a {_low(self.obj_type[self.held])})"
         if target not in self.onto.pickupable:
             return f"PickupObject {name}: a {name} cannot be picked up"
-        candidates = [
-            (rid in self.rec_type and self.rec_type[rid] != self.location, o)
-            for rid in self.places()
-            for o in self.subtree(rid)
-            if self.obj_type[o] == target
-        ]
-        if not candidates:
+        obj = self.pickup_target(target)
+        if obj is None:
             return f"PickupObject {name}: there is no {name} here (you are at {self.where()})"
-        # a slice before a whole one, one you have not put away yourself, this place's receptacles before
-        # their neighbours, then scene order
-        _, obj = min(
-            candidates, key=lambda c: ("sliced" not in self.flags[c[1]], c[1] in self.moved, c[0], self.order.get(c[1], 1 << 30))
-        )
         home = self.fixed_ancestor(obj)
         if home is not None and self.rec_type[home] == self.location:
             self.focus[self.location] = home  # you face what you took something from
