@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:  # user-facing errors: no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # user-facing errors: no traceback
         print(f"rgvlm {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
