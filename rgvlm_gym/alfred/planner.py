@@ -163,11 +163,8 @@ class _Planner:
             if c.within:
                 hosts = [o for o, t in w.obj_type.items() if t == c.recep and w.parent.get(o) is not None and w.type_of(w.parent[o]) == c.within]
                 if not hosts:
-                    movables = [o for o, t in w.obj_type.items() if t == c.recep]
-                    if w.held is not None and w.obj_type[w.held] == c.recep:
-                        pass
-                    else:
-                        self.pick(movables)
+                    if w.held is None or w.obj_type[w.held] != c.recep:
+                        self.pick([o for o, t in w.obj_type.items() if t == c.recep])
                     self.goto_type(c.within)
                     self.do("PutObject", c.within)
                     continue

@@ -168,6 +168,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         self.task_index = 0
         self.instruction = ""
         self.world = World(self.task.scene, self.onto)
+        self._task_info = self.task.summary(self.instruction) | {"task_index": self.task_index}
         self._steps = 0
         self._progress = 0
 
@@ -200,13 +201,15 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         variants = self.task.instructions
         self.instruction = _ascii(variants[int(self.np_random.integers(len(variants)))])
         randomize = bool(options.get("randomize_init", self.randomize_init))
-        self.world = World(self.task.scene, self.onto)
+        world = None
         for _ in range(_RANDOMIZE_TRIES if randomize else 0):
             # a re-placement that already completes the first sub-task would make the task trivial: redraw
-            world = World(randomize_scene(self.task.scene, self.np_random, self.onto), self.onto)
-            if not any(all(c.holds(world) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)):
-                self.world = world
+            candidate = World(randomize_scene(self.task.scene, self.np_random, self.onto), self.onto)
+            if not any(all(c.holds(candidate) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)):
+                world = candidate
                 break
+        self.world = world or World(self.task.scene, self.onto)
+        self._task_info = self.task.summary(self.instruction) | {"task_index": self.task_index}
         self._steps = 0
         self._progress = 0
         self._advance_progress()
@@ -261,7 +264,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         if success is None:
             success = self.task.is_success(self.world)
         return {
-            "task": self.task.summary(self.instruction) | {"task_index": self.task_index},
+            "task": dict(self._task_info),
             "success": bool(success),
             "goal_conditions": self.task.goal_conditions_met(self.world),
             "subtask_progress": (self._progress, self.task.n_subtasks),
