@@ -13,7 +13,6 @@ Ctrl-C or a crash leaves nothing under the id.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 __all__ = ["add_arguments", "format_summary", "run"]
@@ -53,14 +52,6 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except FileExistsError as exc:  # the CLI reports ValueError/FileNotFoundError itself, not this one
-        print(f"rgvlm collect: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     from rgvlm_gym.data.collect import collect_dataset, summarize
 
     t0 = time.perf_counter()

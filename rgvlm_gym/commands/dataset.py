@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 
 __all__ = ["add_arguments", "run"]
@@ -32,14 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except FileExistsError as exc:  # the CLI reports ValueError/FileNotFoundError itself, not this one
-        print(f"rgvlm dataset: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
     from rgvlm_gym.data import dataset_info, open_dataset
 
     if args.action == "show":
