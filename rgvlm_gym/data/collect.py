@@ -10,7 +10,7 @@ Workers collect episodes in any order and the writer stores them in index order,
 is the same for any number of workers.
 
     >>> import gymnasium as gym, rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=10)
     >>> rec = collect_episode(env.unwrapped, "partial", episode_id=0, seed=1, task_index=2)
     >>> rec.policy, rec.success, bool(rec.truncations[-1])
     ('partial', False, True)

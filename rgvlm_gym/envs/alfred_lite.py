@@ -1,4 +1,4 @@
-"""``rgvlm_gym/AlfredLite-v0``: ALFRED's high-level task world as a fast, headless Gymnasium environment.
+"""``rgvlm_gym/AlfredLite-v1``: ALFRED's high-level task world as a fast, headless Gymnasium environment.
 
 Holds :class:`AlfredLiteEnv`, :func:`action_vocabulary` and :data:`INSTRUCTION_CHARSET`.
 
@@ -9,7 +9,7 @@ step that reaches success. An invalid action changes nothing and says why in ``i
 
     >>> import gymnasium as gym
     >>> import rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=20)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=20)
     >>> obs, info = env.reset(seed=0, options={"task_index": 3})
     >>> obs["image"].shape, obs["image"].dtype
     ((64, 64, 3), dtype('uint8'))
@@ -72,6 +72,15 @@ def _procedural_suite(num_tasks: int, seed: int, subtasks: str | None, types: tu
     from rgvlm_gym.alfred.procedural import procedural_suite
 
     return tuple(procedural_suite(num_tasks, seed=seed, subtasks=subtasks, task_types=list(types) if types else None))
+
+
+def _plannable(world: World, task: TaskSpec) -> bool:
+    # only states the expert can solve are offered, so expert_plan() never raises right after a reset
+    try:
+        expert_plan(world, task.goal)
+    except PlanningError:
+        return False
+    return True
 
 
 def _ascii(text: str) -> str:
@@ -205,7 +214,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         for _ in range(_RANDOMIZE_TRIES if randomize else 0):
             # a re-placement that already completes the first sub-task would make the task trivial: redraw
             candidate = World(randomize_scene(self.task.scene, self.np_random, self.onto), self.onto)
-            if not any(all(c.holds(candidate) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)):
+            if not any(all(c.holds(candidate) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)) and _plannable(candidate, self.task):
                 world = candidate
                 break
         self.world = world or World(self.task.scene, self.onto)
