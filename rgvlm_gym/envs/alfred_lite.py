@@ -39,6 +39,7 @@ from rgvlm_gym.alfred.render import Renderer
 from rgvlm_gym.alfred.scene import randomize_scene
 from rgvlm_gym.alfred.tasks import TaskSpec
 from rgvlm_gym.alfred.world import VERBS, World
+from rgvlm_gym.envs.spaces import AUTORESET_MODE, InstructionText
 
 __all__ = ["INSTRUCTION_CHARSET", "MAX_INSTRUCTION_LENGTH", "AlfredLiteEnv", "action_vocabulary"]
 
@@ -111,7 +112,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         render_mode: ``None`` or ``"rgb_array"``.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AUTORESET_MODE}
 
     def __init__(
         self,
@@ -169,7 +170,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8),
-                "instruction": spaces.Text(MAX_INSTRUCTION_LENGTH, min_length=0, charset=INSTRUCTION_CHARSET),
+                "instruction": InstructionText(MAX_INSTRUCTION_LENGTH, min_length=0, charset=INSTRUCTION_CHARSET),
             }
         )
         self._renderer = Renderer()
