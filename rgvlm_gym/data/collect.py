@@ -272,6 +272,9 @@ def collect_dataset(
         "algorithm_name": f"rgvlm_gym behaviour policy: {policy}",
         "task_suite": {"tasks": tasks, "split": split if tasks == "alfred" else None, "subtasks": subtasks,
                        "randomize_init": bool(randomize_init), "num_tasks": n_tasks},
+        "instructions": ("dataset text" if not randomize_init else "randomized initial states: " + (
+            "step text regenerated from the expert plan in the randomized scene (human step text describes the original placements)"
+            if subtasks else "goal-level text as in the dataset (it says what to achieve, not where things start)")),
         "policy": policy,
         "policy_mix": mix_d,
         "default_policy_mix": DEFAULT_MIX,
