@@ -118,7 +118,7 @@ if __name__ == "__main__":
     out["all"] = dict(totals)
 
     # speed: one process = one core
-    env = gym.make("rgvlm_gym/AlfredLite-v0", tasks="alfred", alfred_dir=args.alfred_dir, split="valid_seen", subtasks="1-6").unwrapped
+    env = gym.make("rgvlm_gym/AlfredLite-v1", tasks="alfred", alfred_dir=args.alfred_dir, split="valid_seen", subtasks="1-6").unwrapped
     rng = np.random.default_rng(args.seed)
     env.reset(seed=args.seed)
     actions = rng.integers(env.action_space.n, size=args.speed_steps)

@@ -120,7 +120,7 @@ def main() -> None:
     results: dict = {"args": dataclasses.asdict(args), "version": rgvlm_gym.__version__, "cpus": os.cpu_count()}
 
     # 1. codecs on real frames of expert episodes
-    env = gym.make("rgvlm_gym/AlfredLite-v0", tasks="alfred", alfred_dir=args.alfred_dir, split=args.split, subtasks=args.subtasks)
+    env = gym.make("rgvlm_gym/AlfredLite-v1", tasks="alfred", alfred_dir=args.alfred_dir, split=args.split, subtasks=args.subtasks)
     u = env.unwrapped
     big, small = [], []
     i = 0
