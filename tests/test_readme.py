@@ -20,7 +20,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_environment_example_runs() -> None:
-    example = next(b for b in _blocks("python") if 'gym.make("rgvlm_gym/AlfredLite-v0")' in b)
+    example = next(b for b in _blocks("python") if 'gym.make("rgvlm_gym/AlfredLite-v1")' in b)
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
     assert namespace["info"]["success"] is True

@@ -96,6 +96,8 @@ class AlfredThorEnv(AlfredLiteEnv):
         if randomize_init:
             raise ValueError("rgvlm_gym/AlfredThor-v0 does not randomize initial states yet: THOR scenes are restored from the "
                              "trajectory's recorded poses (use rgvlm_gym/AlfredLite-v1 for randomized states)")
+        if int(render_size) < 300:
+            raise ValueError(f"AI2-THOR 2.1.0 renders at least 300 x 300 pixels: render_size must be >= 300, got {render_size}")
         super().__init__(tasks="alfred", alfred_dir=alfred_dir, split=split, subtasks=subtasks, task_types=task_types,
                          image_size=image_size, render_size=render_size, max_steps=max_steps, layouts_dir=layouts_dir,
                          render_mode=render_mode)

@@ -63,16 +63,22 @@ def check_display(x_display: str | None = None) -> str:
 def ai2thor_factory(x_display: str | None, width: int, height: int, quality: str) -> Any:
     """Start a real ``ai2thor.controller.Controller`` (ALFRED's settings); the default factory."""
     try:
-        import ai2thor
         from ai2thor.controller import Controller
     except ImportError:
         raise ThorUnavailable(f"rgvlm_gym/AlfredThor-v0 needs ai2thor=={THOR_VERSION}: pip install 'rgvlm-gym[thor]'") from None
-    version = getattr(ai2thor, "__version__", None)
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        version: str | None = dist_version("ai2thor")
+    except PackageNotFoundError:
+        version = None
     if version is not None and version != THOR_VERSION:
         warnings.warn(f"ai2thor {version} is installed; ALFRED's data was recorded on {THOR_VERSION}, and later versions change "
                       "object behaviour (a public port to 2.4 replayed 69 % of ALFRED's trajectories)", stacklevel=2)
     display = check_display(x_display)
     controller = Controller(quality=quality)
+    # 2.1.0 prefixes ':' to x_display, downloads its Unity build on first use, and refuses frames under 300 px
     controller.start(x_display=display, player_screen_width=width, player_screen_height=height)
     return controller
 
