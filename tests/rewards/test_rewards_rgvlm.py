@@ -103,6 +103,7 @@ def test_empty_episode_costs_nothing(episodes) -> None:
     empty = replace(
         ep, actions=ep.actions[:0], action_names=[], frames=ep.frames[:1], images=ep.images[:1], rewards=ep.rewards[:0],
         terminations=ep.terminations[:0], truncations=ep.truncations[:0], progress=ep.progress[:1],
+        cost_to_go=ep.cost_to_go[:1], expert_actions=ep.expert_actions[:1], action_errors=[],
     )  # fmt: skip
     sim = make_lvlm("sim")
     result = RGVLMLabeler(sim).label(empty)
