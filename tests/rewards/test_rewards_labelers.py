@@ -218,7 +218,7 @@ def test_wrapper_spec_rebuilds_it(env) -> None:
     (spec,) = wrapped.spec.additional_wrappers
     assert spec.kwargs["labeler"] == {
         "type": "rgvlm",
-        "params": {"lvlm": {"type": "sim", "params": {"seed": 0}}, "frame_budget": 16, "long_episodes": "segments", "prompt": PROMPT_VERSION},
+        "params": {"lvlm": {"type": "sim", "params": {"profile": "exact", "seed": 0}}, "frame_budget": 16, "long_episodes": "segments", "prompt": PROMPT_VERSION},
     }
     rebuilt = gym.make(wrapped.spec)
     assert isinstance(rebuilt, RGVLMRewardWrapper) and rebuilt.mode == "step" and rebuilt.window == 2

@@ -229,7 +229,7 @@ def test_bad_episodes_raise_clear_errors(episodes) -> None:
         RGVLMLabeler("sim").label(replace(episodes[0], frames=None))
     with pytest.raises(ValueError, match="frames to be uint8"):
         RGVLMLabeler("sim").label(replace(episodes[0], frames=episodes[0].frames[:-1]))
-    with pytest.raises(ValueError, match="needs ground-truth progress"):
+    with pytest.raises(ValueError, match="judges from ground-truth progress"):
         RGVLMLabeler("sim").label(replace(episodes[0], progress=np.zeros(0, np.int64)))
     with pytest.raises(ValueError, match="frame_budget"):
         RGVLMLabeler("sim", frame_budget=1)
