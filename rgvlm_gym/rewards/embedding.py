@@ -40,6 +40,7 @@ Example (a tiny random CLIP built and saved on the spot; its rewards mean nothin
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, ClassVar
 
@@ -109,6 +110,9 @@ class EmbeddingLabeler(Labeler):
 
     def _load(self) -> tuple[Any, Any]:
         key = (self.MODEL_CLASS, self.model_id)
+        local = os.path.expanduser(self.model_id)
+        if (os.path.isabs(local) or self.model_id.startswith((".", "~")) or os.path.exists(local)) and not os.path.isdir(local):
+            raise ValueError(f"cannot load model {self.model_id!r} for labeler {self.name!r} (--model): no such folder")
         with _LOAD_LOCK:
             if key not in _MODELS:
                 try:

@@ -117,6 +117,22 @@ class RewardModel:
                 bound = 1.0 / math.sqrt(p.shape[-1]) if p.ndim > 1 else 0.01
                 p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=gen))
         self.low, self.high = 0.0, 1.0
+        #: ordinal thresholds of a rating model (:func:`train_rating`), else None.
+        self.thresholds: np.ndarray | None = None
+
+    def predict_rating(self, segments: np.ndarray) -> np.ndarray:
+        """(M,) most likely rating of each (M, L, D) segment (models from :func:`train_rating` only)."""
+        import torch
+
+        if self.thresholds is None:
+            raise ValueError("this reward model was not trained on ratings (no thresholds)")
+        s = torch.from_numpy(np.asarray(self.score(np.asarray(segments, np.float32).reshape(-1, self.in_dim)), np.float32))
+        s = s.reshape(len(segments), -1).mean(-1)
+        th = torch.from_numpy(self.thresholds)
+        cdf = torch.sigmoid(th[None, :] - s[:, None])
+        probs = torch.cat([cdf, torch.ones_like(s)[:, None]], 1) - torch.cat([torch.zeros_like(s)[:, None], cdf], 1)
+        out: np.ndarray = probs.argmax(1).numpy()
+        return out
 
     def forward(self, x: Any) -> Any:
         return self.net(x).squeeze(-1)
@@ -270,7 +286,9 @@ def train_rating(
     counts = np.bincount(levels, minlength=n_levels).astype(np.float64)
     weights = np.where(counts > 0, len(levels) / (n_levels * np.maximum(counts, 1)), 0.0) if class_balanced else np.ones(n_levels)
     tw = torch.from_numpy(weights.astype(np.float32))
-    opt = torch.optim.Adam([*model.net.parameters(), head.first, head.gaps], lr=lr, weight_decay=weight_decay)
+    # The thresholds learn faster than the network: else the scores outgrow them and middle ratings vanish.
+    opt = torch.optim.Adam([{"params": list(model.net.parameters()), "weight_decay": weight_decay},
+                            {"params": [head.first, head.gaps], "lr": 50 * lr, "weight_decay": 0.0}], lr=lr)
     tx, ty = torch.from_numpy(segments), torch.from_numpy(levels)
     rng = np.random.default_rng(seed)
     start, steps, loss_v = time.perf_counter(), 0, math.nan
@@ -287,5 +305,6 @@ def train_rating(
             loss_v = float(loss.detach())
     train_s = time.perf_counter() - start
     with torch.no_grad():
-        pred = head.log_probs(model.forward(tx).mean(-1)).argmax(1).numpy()
+        model.thresholds = head.thresholds().numpy().astype(np.float32)
+    pred = model.predict_rating(segments)
     return model, TrainStats(len(levels), steps, loss_v, float(np.mean(pred == levels)), train_s)
