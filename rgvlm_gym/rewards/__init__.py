@@ -33,7 +33,7 @@ Example (simulated LVLM):
     >>> labeler = CombinedLabeler(base="sparse", dense=RGVLMLabeler("sim:noise=0,seed=0"), lam=0.5)
     >>> result = labeler.label(toy_episode())
     >>> result.rewards, result.simulated
-    (array([0. , 0.5, 1.5], dtype=float32), True)
+    (array([0.25, 0.5 , 1.5 ], dtype=float32), True)
 """
 
 from __future__ import annotations
@@ -46,7 +46,17 @@ from rgvlm_gym.rewards.base import (
     register_labeler,
     registered_labelers,
 )
-from rgvlm_gym.rewards.basic import CombinedLabeler, OracleLabeler, SparseLabeler, oracle_contributions
+from rgvlm_gym.rewards.basic import (
+    PARTIAL_CREDIT,
+    CombinedLabeler,
+    MissingGroundTruthError,
+    OracleLabeler,
+    SparseLabeler,
+    SubtaskOracleLabeler,
+    oracle_contributions,
+    progress_contributions,
+    subtask_contributions,
+)
 from rgvlm_gym.rewards.cache import SCHEMA_VERSION, LabelCache, LabelCacheError
 from rgvlm_gym.rewards.embedding import BLIP2Labeler, CLIPLabeler, RoboCLIPLabeler
 from rgvlm_gym.rewards.feedback import FeedbackLabeler, oracle_values
@@ -99,6 +109,11 @@ __all__ = [
     "make_labeler",
     "oracle_contributions",
     "oracle_values",
+    "progress_contributions",
+    "subtask_contributions",
+    "PARTIAL_CREDIT",
+    "MissingGroundTruthError",
+    "SubtaskOracleLabeler",
     "parse_scores",
     "plan_parts",
     "provenance",

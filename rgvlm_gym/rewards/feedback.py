@@ -38,7 +38,7 @@ from rgvlm_gym.data.episode import EpisodeRecord
 from rgvlm_gym.lvlm import LVLM, LVLMError, LVLMResponse
 from rgvlm_gym.lvlm.sim_tasks import progress_values
 from rgvlm_gym.rewards.base import LabelResult
-from rgvlm_gym.rewards.basic import oracle_contributions
+from rgvlm_gym.rewards.basic import PARTIAL_CREDIT, oracle_contributions
 from rgvlm_gym.rewards.cache import LabelCache, array_digest, content_key
 from rgvlm_gym.rewards.lvlm_labeler import LVLMLabeler, _Tally
 from rgvlm_gym.rewards.reward_model import RewardModel, TrainStats, observation_features
@@ -49,13 +49,24 @@ REWARD_FORMS = ("state", "delta")
 
 
 def episode_scale(episode: EpisodeRecord, contributions: np.ndarray | None = None) -> float:
-    """The denominator of :func:`oracle_values`: the episode's total contribution if it succeeded (so its
-    last frame is 100 % done), else ``max(total, n_subtasks)`` (an unfinished episode is not 100 % done)."""
+    """The denominator of :func:`oracle_values`: the credit of the whole task as this episode would earn it.
+
+    A successful episode: its total contribution (so its last frame is 100 % done). An unfinished one: its
+    total plus the credit the expert plan from its last state would still earn (1 per sub-task left,
+    :data:`~rgvlm_gym.rewards.basic.PARTIAL_CREDIT` per other step of that plan, from the recorded
+    ``cost_to_go``), so its last frame is short of 100 % by what is left to do; without ``cost_to_go``,
+    ``max(total, n_subtasks)``.
+    """
     c = oracle_contributions(episode) if contributions is None else contributions
     total = float(np.sum(c))
     if episode.success and total > 0:
         return total
-    return max(total, float(episode.task.get("n_subtasks") or 0), 1e-6)
+    n_sub = int(episode.task.get("n_subtasks") or 0)
+    cost = episode.cost_to_go
+    if cost is not None and len(cost) == len(episode) + 1 and int(cost[-1]) >= 0 and len(episode.progress):
+        left = max(0, n_sub - int(episode.progress[-1]))
+        return max(total + left + max(0, int(cost[-1]) - left) * PARTIAL_CREDIT, 1e-6)
+    return max(total, float(n_sub), 1e-6)
 
 
 def oracle_values(episode: EpisodeRecord) -> np.ndarray:
@@ -67,8 +78,8 @@ def oracle_values(episode: EpisodeRecord) -> np.ndarray:
     Example:
         >>> from rgvlm_gym.rewards.feedback import oracle_values
         >>> from rgvlm_gym.rewards.testing import toy_episode
-        >>> oracle_values(toy_episode()).tolist()
-        [0.0, 0.0, 0.5, 1.0]
+        >>> oracle_values(toy_episode()).round(3).tolist()
+        [0.0, 0.2, 0.6, 1.0]
     """
     c = oracle_contributions(episode)
     return progress_values(c, episode_scale(episode, c))

@@ -24,7 +24,7 @@ Example (simulated LVLM, exact judge: the values are the ground-truth completed 
     >>> from rgvlm_gym.rewards.testing import toy_episode
     >>> result = GVLLabeler("sim:noise=0,seed=0").label(toy_episode())
     >>> result.meta["values"], result.rewards, result.calls
-    ([0.0, 0.0, 0.5, 1.0], array([0. , 0.5, 0.5], dtype=float32), 1)
+    ([0.0, 0.2, 0.6, 1.0], array([0.2, 0.4, 0.4], dtype=float32), 1)
 """
 
 from __future__ import annotations

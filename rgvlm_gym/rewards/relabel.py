@@ -640,7 +640,7 @@ def _run(
             if not res.labeled:
                 unlabeled_eps.setdefault(f"{res.status}: {_short(res.reason)}", []).append(i)
             steps += len(rec)
-            if quality and has_dense and len(rec.progress) == len(rec) + 1:
+            if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
                 labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
                 vals = res.meta.get("dense_meta", res.meta).get("values")
                 values.append(None if vals is None or len(vals) != len(rec) + 1 else np.asarray(vals, np.float64))

@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from rgvlm_gym.rewards.quality import spearman
-from rgvlm_gym.rewards.reward_model import observation_features, text_features, train_bradley_terry, train_rating
+from rgvlm_gym.rewards.reward_model import (
+    observation_features,
+    text_features,
+    train_bradley_terry,
+    train_rating,
+)
 
 
 def _world(n: int = 300, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
