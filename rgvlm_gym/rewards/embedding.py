@@ -96,6 +96,12 @@ class EmbeddingLabeler(Labeler):
 
     #: transformers model class loading the checkpoint (``AutoModel`` unless a subclass needs another).
     MODEL_CLASS: ClassVar[str] = "AutoModel"
+    #: what checkpoints (``config.model_type``) the labeler takes, in words.
+    KINDS: ClassVar[str] = ""
+
+    def accepts(self, model_type: str) -> bool:
+        """Whether a checkpoint of this ``config.model_type`` can be used."""
+        return True
 
     def __init__(self, model: str, *, batch_size: int = 16) -> None:
         if not isinstance(model, str) or not model.strip():
@@ -118,14 +124,19 @@ class EmbeddingLabeler(Labeler):
                 try:
                     import transformers
 
+                    kind = str(transformers.AutoConfig.from_pretrained(self.model_id).model_type)
                     cls = getattr(transformers, self.MODEL_CLASS)
-                    model = cls.from_pretrained(self.model_id)
+                    model = None if not self.accepts(kind) else cls.from_pretrained(self.model_id)
                     processor = transformers.AutoProcessor.from_pretrained(self.model_id)
                 except Exception as exc:  # any failure to read the model is the user's bad --model
                     raise ValueError(
                         f"cannot load model {self.model_id!r} for labeler {self.name!r} (--model): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                     ) from exc
+                if model is None:
+                    raise ValueError(
+                        f"model {self.model_id!r} is a {kind!r} checkpoint; labeler {self.name!r} needs {self.KINDS} (--model)"
+                    )
                 model.eval()
                 self._check(model)
                 _MODELS[key] = (model, processor)
@@ -171,6 +182,10 @@ class CLIPLabeler(EmbeddingLabeler):
     """
 
     name = "clip"
+    KINDS = "a CLIP or SigLIP model (model_type clip, siglip, ...)"
+
+    def accepts(self, model_type: str) -> bool:
+        return "clip" in model_type and model_type != "xclip" or "siglip" in model_type
 
     def __init__(self, model: str, *, baseline: str | None = None, alpha: float = 0.5, batch_size: int = 16) -> None:
         if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
@@ -231,6 +246,10 @@ class BLIP2Labeler(EmbeddingLabeler):
 
     name = "blip2"
     MODEL_CLASS = "Blip2ForImageTextRetrieval"
+    KINDS = "a BLIP-2 model (model_type blip-2)"
+
+    def accepts(self, model_type: str) -> bool:
+        return model_type == "blip-2"
 
     def frame_scores(self, frames: np.ndarray, goal: str) -> np.ndarray:
         import torch
@@ -257,6 +276,10 @@ class RoboCLIPLabeler(EmbeddingLabeler):
 
     name = "roboclip"
     MODEL_CLASS = "XCLIPModel"
+    KINDS = "an X-CLIP model (model_type xclip)"
+
+    def accepts(self, model_type: str) -> bool:
+        return model_type == "xclip"
 
     def __init__(self, model: str, *, num_frames: int | None = None, batch_size: int = 16) -> None:
         if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
