@@ -103,7 +103,7 @@ class EmbeddingLabeler(Labeler):
         """Whether a checkpoint of this ``config.model_type`` can be used."""
         return True
 
-    def __init__(self, model: str, *, batch_size: int = 16) -> None:
+    def __init__(self, model: str | None = None, *, batch_size: int = 16) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"labeler {self.name!r} needs a model: pass model=PATH_OR_ID (rgvlm relabel --model), actually: {model!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -187,7 +187,7 @@ class CLIPLabeler(EmbeddingLabeler):
     def accepts(self, model_type: str) -> bool:
         return "clip" in model_type and model_type != "xclip" or "siglip" in model_type
 
-    def __init__(self, model: str, *, baseline: str | None = None, alpha: float = 0.5, batch_size: int = 16) -> None:
+    def __init__(self, model: str | None = None, *, baseline: str | None = None, alpha: float = 0.5, batch_size: int = 16) -> None:
         if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
             raise ValueError(f"Expect `baseline` to be a non-empty prompt or None, actually: {baseline!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
@@ -281,7 +281,7 @@ class RoboCLIPLabeler(EmbeddingLabeler):
     def accepts(self, model_type: str) -> bool:
         return model_type == "xclip"
 
-    def __init__(self, model: str, *, num_frames: int | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model: str | None = None, *, num_frames: int | None = None, batch_size: int = 16) -> None:
         if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
             raise ValueError(f"Expect `num_frames` to be a positive int or None, actually: {num_frames!r}")
         self.num_frames = num_frames
