@@ -159,6 +159,14 @@ class EmbeddingLabeler(Labeler):
             out["batch_size"] = self.batch_size
         return out
 
+    def text_kwargs(self) -> dict[str, Any]:
+        """Tokenizer arguments: truncation to the text encoder's window (CLIP's is 77 tokens; long ALFRED
+        instructions lose their end)."""
+        # BLIP-2's retrieval head reads the text with its Q-Former (its text_config is the unused language model's)
+        cfg = getattr(self.model.config, "qformer_config" if self.name == "blip2" else "text_config", None)
+        limit = getattr(cfg, "max_position_embeddings", None)
+        return {"truncation": True, **({"max_length": int(limit)} if limit else {})}
+
     def frame_scores(self, frames: np.ndarray, goal: str) -> np.ndarray:
         """(N,) score of each frame for the goal."""
         raise NotImplementedError
@@ -212,7 +220,7 @@ class CLIPLabeler(EmbeddingLabeler):
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        inputs = self.processor(text=texts, return_tensors="pt", padding=self._padding(), truncation=True)
+        inputs = self.processor(text=texts, return_tensors="pt", padding=self._padding(), **self.text_kwargs())
         with torch.no_grad():
             out = _tensor(self.model.get_text_features(**{k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}))
         self._count(len(texts))
@@ -257,10 +265,13 @@ class BLIP2Labeler(EmbeddingLabeler):
         out = []
         for i in range(0, len(frames), self.batch_size):
             chunk = list(frames[i : i + self.batch_size])
-            inputs = self.processor(images=chunk, text=[goal] * len(chunk), return_tensors="pt", padding=True)
+            # image processor and tokenizer apart: Blip2Processor cannot truncate without query tokens
+            pixels = self.processor.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            text = self.processor.tokenizer([goal] * len(chunk), return_tensors="pt", padding=True,
+                                            return_token_type_ids=False, **self.text_kwargs())
             with torch.no_grad():
-                logits = self.model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                                    attention_mask=inputs.get("attention_mask"), use_image_text_matching_head=True).logits_per_image
+                logits = self.model(pixel_values=pixels, input_ids=text["input_ids"], attention_mask=text.get("attention_mask"),
+                                    use_image_text_matching_head=True).logits_per_image
             out.append(torch.softmax(logits.float(), dim=-1)[:, 1].numpy())
         self._count(len(frames))
         return np.concatenate(out)
@@ -303,7 +314,7 @@ class RoboCLIPLabeler(EmbeddingLabeler):
         import torch
 
         picked = [frames[i] for i in self.video_frames(len(frames))]
-        inputs = self.processor(videos=[picked], text=[goal], return_tensors="pt", padding=True)
+        inputs = self.processor(videos=[picked], text=[goal], return_tensors="pt", padding=True, **self.text_kwargs())
         pixel = inputs["pixel_values"]
         if pixel.ndim == 4:  # (frames, C, H, W) -> one video
             pixel = pixel[None]

@@ -115,6 +115,13 @@ def test_roboclip_one_video_reward_at_the_last_step(models: dict[str, str], epis
     assert lab.extra_cost()["forward_passes"] == 1
 
 
+def test_long_instructions_are_truncated_to_the_text_window(models: dict[str, str], episode: EpisodeRecord) -> None:
+    episode.instruction = "put the washed apple in the fridge, then " * 20  # ~800 characters: over every window
+    for cls in (CLIPLabeler, BLIP2Labeler, RoboCLIPLabeler):
+        res = cls(models[cls.name]).label(episode)
+        assert res.labeled and np.isfinite(res.rewards).all()
+
+
 def test_missing_or_wrong_models_are_clear_errors(models: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot load model '/no/such/model' for labeler 'clip'.*no such folder"):
         CLIPLabeler("/no/such/model")
