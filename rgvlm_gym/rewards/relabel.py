@@ -12,7 +12,9 @@ What :func:`relabel` does, streaming (memory stays flat however many episodes th
 3. writes the new dataset atomically (:func:`~rgvlm_gym.data.write_dataset`: nothing appears under
    ``out_id`` until every episode is written; an existing id is replaced only with ``force``).
 
-**Rewards of the new dataset.** For a dense labeler (``rgvlm``, ``oracle``, ``success``) the ``rewards``
+**Rewards of the new dataset.** For a dense labeler (``rgvlm``, ``oracle``, ``success``, and the baselines
+``rlvlmf``, ``rating``, ``gvl``, ``clip``, ``blip2``, ``roboclip``: their ``labeler_args`` are set with
+``rgvlm relabel --labeler-arg KEY=VALUE`` / ``--model``) the ``rewards``
 column is the combined reward ``sparse + lam * dense`` (``lam`` defaults to 1.0; the dense part is the
 labeler's per-step reward, RG-VLM's score / 10, in [0, 1]; no normalisation). ``--labeler sparse`` copies
 the sparse reward. Per-step extra columns, each usable as ``rgvlm train --reward COLUMN`` /
@@ -618,6 +620,9 @@ def _run(
     stats = LabelStats()
     if lab.needs_fit:  # reward-model labelers see the whole dataset first (their LVLM calls are cached too)
         lab.fit(lambda: (_restore_original(r) for r in iter_episodes(ds, frames=needs_frames or bool(info.get("frames", True)))))
+        fitted = [x.fit_report for x in _walk(lab) if getattr(x, "fit_report", None)]
+        if fitted:  # what the reward model was trained on (queries, answers, accuracy, weights digest)
+            metadata["relabel"]["reward_model"] = fitted[0]
     labels: list[np.ndarray | None] = []
     values: list[np.ndarray | None] = []
     oracle: list[np.ndarray] = []

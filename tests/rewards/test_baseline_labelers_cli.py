@@ -96,6 +96,9 @@ def test_relabel_then_train(name: str, src: str, tiny_models: dict[str, str], tm
 
     info = dataset_info(out_id)
     assert info["relabel"]["labeler"]["params"]["dense"]["type"] == name
+    if name in ("rlvlmf", "rating"):  # provenance says what the reward model was trained on
+        fit = info["relabel"]["reward_model"]
+        assert fit["episodes"] == 10 and 0 < fit["trained_on"] <= fit["queries"] and fit["model_digest"]
     eps = list(iter_episodes(out_id, frames=False))
     assert all(np.isfinite(e.rewards).all() and "lvlm_labels" in e.extra for e in eps)
     if name == "roboclip":  # one reward per episode, at the last step
