@@ -16,6 +16,9 @@ A labeler that predicts values (GVL's progress, a reward model's frame scores) g
 the value of frame t is the sum of the labels of the steps before it. VOC rewards values that rise over
 an episode; on an expert episode that is what progress does, on a mixed one it need not be, so the report
 shows ``oracle_voc`` beside it: the VOC of the oracle's own cumulative progress on the same episodes.
+Note that the cumulative sum of non-negative labels never falls, so for such labelers (``rgvlm``, ``success``,
+``oracle``) VOC is near 1 by construction (below it only through ties); VOC tells apart the labelers that
+predict values (``gvl``, ``rlvlmf``, ``rating``, ``clip``, ``blip2``).
 
 Example (labels from the simulated LVLM would be reported the same way; these are hand-made):
     >>> import numpy as np
