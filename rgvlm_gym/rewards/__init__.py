@@ -21,7 +21,8 @@ Holds the public API of the sub-package:
   labeling of many episodes and the audit columns / metadata of a relabeled dataset (the relabel engine).
 - :func:`relabel`, :class:`RelabelSummary` — the relabel pipeline: a Minari dataset in, a new one with
   ``sparse + lam * LVLM`` rewards out, cached and resumable (``rgvlm relabel``).
-- :func:`label_quality` — Spearman / Pearson of labels against the oracle, overall and per group.
+- :func:`label_quality` — Spearman / Pearson of labels against the oracle and VOC (value-order correlation),
+  overall and per group.
 - :data:`PROMPT_VERSION`, :data:`PROMPT_SHA256`, :func:`load_prompts` — the versioned prompt templates
   (``envs/prompts/``).
 
