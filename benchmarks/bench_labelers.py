@@ -48,6 +48,8 @@ class Args:
     """';'-separated sim specs: the default profile first, then two noise levels"""
     labelers: str = "oracle,rgvlm,success,rlvlmf,rating,gvl,clip,blip2,roboclip"
     """labelers to run"""
+    variants: str = ""
+    """';'-separated extra runs at the first sim spec, 'name:key=value,...' (e.g. 'rlvlmf:queries_per_episode=8')"""
     seed: int = 0
     """collection seed"""
     out: str = ""
@@ -90,12 +92,18 @@ def main() -> None:
     models = Path(tempfile.mkdtemp(prefix="bench-labelers-models-"))
     sims = [s for s in args.sims.split(";") if s]
     rows: list[dict[str, Any]] = []
-    for name in [n for n in args.labelers.split(",") if n]:
+    todo = [(n, {}) for n in args.labelers.split(",") if n]
+    for variant in [v for v in args.variants.split(";") if v]:
+        vname, _, kv = variant.partition(":")
+        todo.append((vname, {k: json.loads(v) if v[:1].isdigit() else v for k, _, v in (x.partition("=") for x in kv.split(",") if x)}))
+    for name, extra in todo:
         runs: list[tuple[str, dict[str, Any], str | None]]
         if name in ("clip", "blip2", "roboclip"):
             runs = [("tiny random model", {"model": save_tiny_model(name, str(models / name))}, None)]
         elif name == "oracle":
             runs = [("ground truth", {}, None)]
+        elif extra:
+            runs = [(f"{sims[0]} {extra}", extra, sims[0])]
         else:
             runs = [(spec, {}, spec) for spec in sims]
         for setting, labeler_args, lvlm in runs:
