@@ -5,7 +5,12 @@ Reads top to bottom: load ALFRED train + valid_seen, then
 2. ``expert_plan()`` from the dataset state and from randomized states -> success rate;
 3. ``expert_plan()`` on every prefix task (k = 1..10);
 4. agreement of the geometric initial-receptacle inference with the plans' pickup receptacles;
-5. env steps/s (64 px, random actions, one core), resets/s, and 224 px render time.
+5. (issue 12) ``env.expert_plan()`` after ``env.reset`` of every whole and prefix task, from the dataset
+   state and from ``--env-randomized`` randomized resets each, counting any exception it raises; the same
+   on a held-out tree (``--holdout N``: the trajectories of N floor plans per room, alone in a temporary
+   ``json_2.1.0/valid_unseen``, so only their own plans and the layouts describe their rooms, as for a
+   user's unseen ALFRED data);
+6. env steps/s (64 px, random actions, one core), resets/s, and 224 px render time.
 
 Run: ``python benchmarks/bench_alfred.py --alfred-dir ../shared/alfred/json_2.1.0``
 """
@@ -33,6 +38,10 @@ class Args:
     """seed for randomized states and random actions"""
     json_out: str = ""
     """optional path for the figures as JSON"""
+    env_randomized: int = 2
+    """randomized env resets per task in the env-level check (5)"""
+    holdout: int = 3
+    """floor plans per room in the held-out tree of check 5 (0: skip it)"""
 
 
 def parse() -> Args:
@@ -111,12 +120,76 @@ if __name__ == "__main__":
         print(f"  replay high_pddl: {replay_ok}/{len(report.tasks)} = {replay_ok / len(report.tasks):.2%}  (failures: {dict(failures.most_common(3))})")
         print(f"  expert_plan: dataset states {plan_ok}/{len(report.tasks)}, randomized {rand_ok}/{len(report.tasks)}; prefix tasks {prefix_ok}/{len(prefixes)}")
         print(f"  initial receptacle of pickup targets agrees with the plan: {a.agreed}/{a.checked} = {a.agreed / max(1, a.checked):.2%}")
+    def env_check(alfred_dir: str, split: str, subtasks: str | None) -> dict:
+        """expert_plan() through the env after every reset kind; any exception is counted, never raised."""
+        env = gym.make("rgvlm_gym/AlfredLite-v1", tasks="alfred", alfred_dir=alfred_dir, split=split, subtasks=subtasks).unwrapped
+        ok = fail = exc = 0
+        errors: Counter[str] = Counter()
+        for i in range(env.num_tasks):
+            for r in range(1 + args.env_randomized):
+                try:
+                    env.reset(seed=args.seed * 1_000_003 + i * 31 + r, options={"task_index": i, "randomize_init": r > 0})
+                    for a in env.expert_plan():
+                        env.step(a)
+                    good = env.task.is_success(env.world)
+                except Exception as e:  # the figure the issue asks for: how often anything escapes
+                    exc += 1
+                    errors[f"{type(e).__name__}: {str(e)[:60]}"] += 1
+                    continue
+                ok += good
+                fail += not good
+        return {"tasks": env.num_tasks, "episodes": ok + fail + exc, "solved": ok, "unsolved": fail, "exceptions": exc,
+                "errors": dict(errors.most_common(5)), "skipped": dict(env.load_report.skipped)}
+
+    def holdout_tree(root: str, per_room: int) -> str:
+        import os
+        import tempfile
+
+        from rgvlm_gym.alfred.traj import load_trajectory
+
+        by_fp: dict[str, list] = {}
+        for f in sorted(Path(root, "train").glob("*/*/traj_data.json")):
+            by_fp.setdefault(load_trajectory(f).floor_plan, []).append(f)
+        fps = sorted(by_fp, key=lambda fp: int(fp.removeprefix("FloorPlan")))
+        chosen = [fp for room in (0, 2, 3, 4) for fp in [f for f in fps if int(f[9:]) // 100 == room][::7][:per_room]]
+        tmp = Path(tempfile.mkdtemp(prefix="alfred-holdout-"))
+        for fp in chosen:
+            for f in by_fp[fp]:
+                dst = tmp / "json_2.1.0" / "valid_unseen" / f.parent.parent.name / f.parent.name
+                dst.mkdir(parents=True, exist_ok=True)
+                os.symlink(f.resolve(), dst / "traj_data.json")
+        layouts = Path(root).parent / "layouts"
+        if layouts.is_dir():
+            os.symlink(layouts.resolve(), tmp / "layouts")
+        print(f"[holdout] floor plans {', '.join(chosen)}: {sum(len(by_fp[fp]) for fp in chosen)} trajectories in {tmp}")
+        return str(tmp / "json_2.1.0")
+
+    from pathlib import Path
+
+    env_checks = {}
+    trees = [(args.alfred_dir, s) for s in args.splits.split(",")]
+    if args.holdout > 0:
+        trees.append((holdout_tree(args.alfred_dir, args.holdout), "valid_unseen"))
+    for root, split in trees:
+        for subtasks in (None, "1-10"):
+            key = f"{'holdout' if split == 'valid_unseen' else split}/{subtasks or 'whole'}"
+            env_checks[key] = r = env_check(root, split, subtasks)
+            print(f"[env {key}] {r['tasks']} tasks, {r['episodes']} resets (dataset + {args.env_randomized} randomized each): "
+                  f"expert_plan solved {r['solved']}, unsolved {r['unsolved']}, exceptions {r['exceptions']} {r['errors'] or ''}; "
+                  f"load skipped {sum(r['skipped'].values())} {r['skipped']}")
+    out["env_checks"] = env_checks
+
     n = totals["usable"]
     print(f"[all] replay {totals['replay_success'] / n:.2%}, expert {totals['expert_success'] / n:.2%}, "
           f"expert randomized {totals['expert_success_randomized'] / n:.2%}, prefixes {totals['prefix_expert_success'] / totals['prefix_tasks']:.2%}, "
           f"receptacle agreement {totals['pickups_agreed'] / totals['pickups_checked']:.2%}")
     out["all"] = dict(totals)
 
+    if args.speed_steps <= 0:
+        if args.json_out:
+            with open(args.json_out, "w") as f:
+                json.dump(out, f, indent=1)
+        raise SystemExit(0)
     # speed: one process = one core
     env = gym.make("rgvlm_gym/AlfredLite-v1", tasks="alfred", alfred_dir=args.alfred_dir, split="valid_seen", subtasks="1-6").unwrapped
     rng = np.random.default_rng(args.seed)
