@@ -96,6 +96,7 @@ def test_spaces_info_and_instructions_match_alfredlite(suite) -> None:
     a = thor.unwrapped.expert_plan()[0]
     s1, s2 = thor.step(a), lite.step(a)
     assert s1[4].keys() == s2[4].keys() and s1[1:4] == s2[1:4]
+    assert np.array_equal(s1[4]["action_mask"], s2[4]["action_mask"]) and np.array_equal(i1["action_mask"], i2["action_mask"])
 
 
 # -- action translation ----------------------------------------------------------------------------------
