@@ -122,7 +122,7 @@ def main() -> None:
     ).create(device="cpu")
 
     env_kwargs = {"tasks": "alfred", "alfred_dir": args.alfred_dir, "split": args.eval_split, "subtasks": "1-6"}
-    envs = [gym.make("rgvlm_gym/AlfredLite-v0", **env_kwargs).unwrapped for _ in range(30)]
+    envs = [gym.make("rgvlm_gym/AlfredLite-v1", **env_kwargs).unwrapped for _ in range(30)]
     rng = np.random.default_rng(1234)
     by_k: dict[int, list[int]] = {}
     for i, t in enumerate(envs[0].suite):
