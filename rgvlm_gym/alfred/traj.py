@@ -55,6 +55,7 @@ __all__ = [
 SPLITS = ("train", "valid_seen", "valid_unseen", "tests_seen", "tests_unseen")
 _REQUIRED = ("task_id", "task_type", "pddl_params", "scene", "plan", "turk_annotations")
 Vec3 = tuple[float, float, float]
+_FLOOR_HEIGHT = 0.3  # metres: an object this low that a plan picks up from no receptacle lay on the floor
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,6 +349,9 @@ def reconstruct_scene(
         if oid is not None and oid not in touched:
             touched.append(oid)
         cr = pa.get("coordinateReceptacleObjectId")
+        low = oid is not None and pos_of[oid][1] < _FLOOR_HEIGHT and parent.get(oid) in by_id
+        if use_plan and low and not cr and FLOOR in by_id and onto.fits(type_of[oid], FLOOR):  # type: ignore[index]
+            parent[oid] = FLOOR  # picked up from no receptacle and lying low: it was on the floor, not in the nearest one
         if oid is None or not cr:
             continue
         rtype, rpos = cr[0], _coord_pos(cr[1])

@@ -95,3 +95,16 @@ def test_every_loaded_task_plans_from_dataset_and_randomized_states(alfred_dir: 
             for verb, arg in plan:
                 assert w.step(verb, arg) is None
             assert task.is_success(w)
+
+
+def test_object_a_plan_picks_up_from_the_floor_starts_on_the_floor(alfred_dir: Path) -> None:
+    from rgvlm_gym.alfred.traj import load_trajectory, reconstruct_scene
+
+    files = sorted(alfred_dir.glob("train/pick_and_place_simple-BasketBall-None-Desk-312/*/traj_data.json"))
+    if not files:
+        pytest.skip("the basketball trajectories of FloorPlan312 are not in this ALFRED copy")
+    traj = load_trajectory(files[0])
+    target = next(s["planner_action"]["objectId"] for s in traj.high_pddl if s["planner_action"].get("action") == "PickupObject")
+    ball = next(o for o in reconstruct_scene(traj).objects if o.id == target)
+    assert ball.parent == "Floor"  # geometry alone put it on the desk a metre away, which made the task trivial
+    assert ball.position is not None and ball.position[1] < 0.3
