@@ -66,6 +66,7 @@ def old_module(rev: str):
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("old_evaluation", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["old_evaluation"] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 

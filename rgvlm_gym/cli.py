@@ -53,6 +53,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rgvlm`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from rgvlm_gym.console import quiet_foreign_output
+
+    quiet_foreign_output()  # d3rlpy's info/debug logs and colour codes in pipes are not the user's business
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
