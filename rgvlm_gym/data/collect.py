@@ -229,10 +229,13 @@ def collect_dataset(
     max_steps: int = 50,
     force: bool = False,
     progress: bool = True,
+    embed: bool = True,
 ) -> MinariDataset:
     """Collect ``episodes`` episodes into the Minari dataset ``dataset_id`` (see ``rgvlm collect --help``).
 
-    Returns the dataset; per-policy success is in :func:`summarize`.
+    Returns the dataset; per-policy success is in :func:`summarize`. With ``embed`` the instructions' MiniLM
+    embeddings are computed into the shared cache while collecting (:class:`~rgvlm_gym.data.embeddings.
+    EmbeddingPrefetcher`), so that ``to_d3rlpy`` finds them.
     """
     if int(episodes) < 1:
         raise ValueError(f"Expect `episodes` to be positive, actually: {episodes}")
@@ -284,10 +287,19 @@ def collect_dataset(
     }
     init_args = (env_kwargs, int(seed), n_tasks, policy, mix_d, int(frame_size))
     records = _records(int(episodes), workers, init_args)
+    prefetch = None
+    if embed:
+        from rgvlm_gym.data.embeddings import EmbeddingPrefetcher
+
+        prefetch = EmbeddingPrefetcher()
     try:
-        return write_dataset(did, records, env=env, metadata=metadata, force=force, progress=int(episodes) if progress else False)
+        ds = write_dataset(did, prefetch.watch(records) if prefetch else records, env=env, metadata=metadata, force=force,
+                           progress=int(episodes) if progress else False)
     finally:
         records.close()  # stops the pool now, not when the generator is collected
+        if prefetch is not None:
+            prefetch.close(progress=progress)
+    return ds
 
 
 def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:

@@ -15,7 +15,8 @@ initial state (the dataset's, or randomized):
 - **invalid-action rate**: fraction of steps whose action was refused.
 
 95 % intervals: Wilson for the success rate (episodes are independent Bernoulli trials); Student-t for the
-means of completion, GC and PLWS (groups are small, 10-60 episodes), clipped to [0, 1]; the invalid-action
+means of completion, GC and PLWS (groups are small, 10-60 episodes), clipped to [0, 1] (Wilson where every
+value of a group is 0 or 1, e.g. completion at k = 1, where a t interval collapses to a point); the invalid-action
 rate is a ratio of sums over episodes (steps of one episode are not independent), so its interval is the
 t interval of the ratio estimator (linearized, clustered by episode).
 
@@ -64,6 +65,7 @@ __all__ = [
     "d3rlpy_policy",
     "evaluate",
     "random_policy",
+    "mean_interval",
     "t_interval",
     "wilson_interval",
 ]
@@ -75,7 +77,9 @@ class Policy(Protocol):
     """A batch policy: observations (dicts with ``"image"`` and ``"instruction"``) -> action indices.
 
     A policy that also takes ``masks`` (``(batch, n_actions)`` 0/1, or ``None``) must act only where the mask
-    is 1; one that does not is called without them (and the report says masks were not applied).
+    is 1; one that does not is called without them (and the report says masks were not applied). A policy
+    with a ``prepare(instructions, progress)`` attribute is given every instruction of the evaluation up front
+    (:func:`d3rlpy_policy` embeds them in one batched pass).
     """
 
     def __call__(self, observations: Sequence[dict[str, Any]], /) -> np.ndarray: ...
@@ -121,6 +125,20 @@ def t_interval(values: Sequence[float], bounds: tuple[float, float] | None = (0.
     if bounds is not None:
         lo, hi = max(bounds[0], lo), min(bounds[1], hi)
     return (m, lo, hi)
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95 % interval of per-episode values in [0, 1]: Wilson when every value is 0 or 1 (the mean is
+    then a binomial proportion, and a t interval would collapse to a point at 0 or 1), else Student-t, clipped.
+
+    >>> tuple(round(x, 3) for x in mean_interval([0.0] * 10))
+    (0.0, 0.0, 0.278)
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if len(a) and np.isin(a, (0.0, 1.0)).all():
+        lo, hi = wilson_interval(int(a.sum()), len(a))
+        return (float(a.mean()), lo, hi)
+    return t_interval(a)
 
 
 def _ratio_interval(num: Sequence[float], den: Sequence[float]) -> tuple[float, float, float]:
@@ -209,9 +227,9 @@ class EvaluationReport:
         n = len(eps)
         wins = sum(e.success for e in eps)
         lo, hi = wilson_interval(wins, n)
-        cm, clo, chi = t_interval([e.completion for e in eps])
-        gc, gclo, gchi = t_interval([e.gc for e in eps])
-        pl, pllo, plhi = t_interval([e.plws for e in eps])
+        cm, clo, chi = mean_interval([e.completion for e in eps])
+        gc, gclo, gchi = mean_interval([e.gc for e in eps])
+        pl, pllo, plhi = mean_interval([e.plws for e in eps])
         ir, ilo, ihi = _ratio_interval([e.invalid_actions for e in eps], [e.steps for e in eps])
         return {
             "episodes": n,
@@ -261,10 +279,11 @@ class EvaluationReport:
         return _clean({
             "meta": self.meta,
             "metrics": {
-                "completion": "proportion of task completion: sub-tasks completed / k, mean per episode, 95 % t interval",
+                "completion": "proportion of task completion: sub-tasks completed / k, mean per episode, 95 % t interval "
+                              "clipped to [0, 1] (Wilson where every value is 0 or 1)",
                 "success": "all goal conditions met; 95 % Wilson interval",
-                "gc": "fraction of goal conditions met, mean per episode, 95 % t interval",
-                "plws": "path-length-weighted success, mean per episode, 95 % t interval",
+                "gc": "fraction of goal conditions met, mean per episode, 95 % interval as for completion",
+                "plws": "path-length-weighted success, mean per episode, 95 % interval as for completion",
                 "invalid_action_rate": "refused actions / steps, 95 % t interval of the ratio, clustered by episode",
             },
             "overall": self.summary(),
@@ -418,6 +437,12 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
             images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), Image.Resampling.BOX)) for im in images])
         return [np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.stack([table[t] for t in texts])]
 
+    def prepare(instructions: Sequence[str], progress: bool = False) -> None:
+        """Embed every instruction of an evaluation at once (batched, cached, with a progress bar)."""
+        new = sorted({t for t in instructions if t not in table})
+        if new:
+            table.update(zip(new, embed(new, progress=progress), strict=True))
+
     def act(observations: Sequence[dict[str, Any]], masks: np.ndarray | None = None) -> np.ndarray:
         x = inputs(observations)
         if masks is None:
@@ -436,6 +461,7 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
             probs = torch.softmax(scores, dim=1).cpu()
             return torch.multinomial(probs, 1, generator=gen).view(-1).numpy()
 
+    act.prepare = prepare  # type: ignore[attr-defined]
     return act
 
 
@@ -506,6 +532,11 @@ def evaluate(
     probe = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped
     jobs = [(seed, rand, idx) for seed in seeds for rand in randomize for idx in _select_tasks(probe, episodes_per_k, seed, subtask_counts)]
     use_masks = bool(action_mask) and _accepts_masks(policy)
+    prepare = getattr(policy, "prepare", None)
+    if callable(prepare):  # e.g. embed all instructions in one batched pass instead of a few per step
+        texts = [probe.reset(seed=seed * 100_003 + idx, options={"task_index": idx, "randomize_init": rand})[0]["instruction"]
+                 for seed, rand, idx in jobs]
+        prepare(texts, progress=progress)
     bar = None
     if progress:
         from tqdm import tqdm
