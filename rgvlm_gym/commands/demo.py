@@ -53,6 +53,8 @@ def captioned(frame: np.ndarray, instruction: str, caption: str) -> Image.Image:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix.lower() not in (".gif", ".png"):  # before any work: the format follows the name
+        raise ValueError(f"--out must end in .gif (animation) or .png (a strip of frames), got {args.out!r}")
     import gymnasium as gym
 
     import rgvlm_gym  # noqa: F401  (registers the env)
