@@ -266,6 +266,18 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         """
         return [self._action_index[a] for a in expert_plan(self.world, self.task.goal)]
 
+    def expert_cost_to_go(self) -> tuple[int, int]:
+        """``(length of the expert plan, its first action)`` from the current state; ``(-1, -1)`` if none.
+
+        ``(0, -1)`` once solved. Privileged ground truth: collection records it per state, and the dense
+        progress oracle (:func:`rgvlm_gym.rewards.progress_contributions`) credits steps from it.
+        """
+        try:
+            plan = self.expert_plan()
+        except PlanningError:
+            return -1, -1
+        return len(plan), (plan[0] if plan else -1)
+
     # -- helpers -----------------------------------------------------------------------------------
     def _advance_progress(self, success: bool | None = None) -> None:
         subgoals = self.task.subgoals
