@@ -411,7 +411,10 @@ def action_scores(algo: Any, x: Any) -> np.ndarray:
 def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image_size: int | None = None, seed: int = 0) -> Policy:
     """A trained discrete d3rlpy algorithm on ``(image, instruction embedding)`` tuples as a batch policy.
 
-    The instruction goes through the same frozen, cached encoder as :func:`rgvlm_gym.data.to_d3rlpy`.
+    The instruction goes through the same frozen, cached encoder as :func:`rgvlm_gym.data.to_d3rlpy`. A
+    model trained on ``(image, instruction, action mask)`` observations (``to_d3rlpy(action_masks=True)``)
+    gets each observation's ``"action_mask"`` (which :func:`evaluate` adds) as its third input, whatever
+    ``masks`` says; such a DiscreteIQL decodes over admissible actions by itself.
     Called with ``masks`` it picks the best admissible action (see :func:`action_scores`); ``greedy=False``
     samples from the masked policy of logit-based algorithms (IQL, BC) and stays greedy for Q-based ones, as
     d3rlpy's ``sample_action`` does.
@@ -424,6 +427,8 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     embed = InstructionEmbedder(encoder)
     table: dict[str, np.ndarray] = {}
     gen = torch.Generator().manual_seed(int(seed))
+    shape = algo.impl.observation_shape if algo.impl is not None else None
+    observes_mask = bool(shape) and isinstance(shape[0], list | tuple) and len(shape) == 3
 
     def inputs(observations: Sequence[dict[str, Any]]) -> list[np.ndarray]:
         texts = [o["instruction"] for o in observations]
@@ -435,7 +440,13 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
             from PIL import Image
 
             images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), Image.Resampling.BOX)) for im in images])
-        return [np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.stack([table[t] for t in texts])]
+        x = [np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.stack([table[t] for t in texts])]
+        if observes_mask:  # a model trained on (image, instruction, admissible-action mask) observations
+            if any(o.get("action_mask") is None for o in observations):
+                raise ValueError("this model observes admissible-action masks (trained with action_masks=True), "
+                                 "but the observations carry none (evaluate() adds info['action_mask'] to them)")
+            x.append(np.stack([np.asarray(o["action_mask"], dtype=np.float32) for o in observations]))
+        return x
 
     def prepare(instructions: Sequence[str], progress: bool = False) -> None:
         """Embed every instruction of an evaluation at once (batched, cached, with a progress bar)."""
@@ -462,6 +473,7 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
             return torch.multinomial(probs, 1, generator=gen).view(-1).numpy()
 
     act.prepare = prepare  # type: ignore[attr-defined]
+    act.observes_action_mask = observes_mask  # type: ignore[attr-defined]
     return act
 
 
@@ -578,9 +590,10 @@ def evaluate(
         active = [i for i, s in enumerate(slots) if s is not None]
         if not active:
             break
-        obs = [slots[i]["obs"] for i in active]  # type: ignore[index]
+        raw = [slots[i]["info"].get("action_mask") for i in active]  # type: ignore[index]
+        # the mask is part of what the agent sees (a model may observe it), whether or not decoding is restricted
+        obs = [{**slots[i]["obs"], "action_mask": m} if m is not None else slots[i]["obs"] for i, m in zip(active, raw, strict=True)]  # type: ignore[index]
         if use_masks:
-            raw = [slots[i]["info"].get("action_mask") for i in active]  # type: ignore[index]
             if all(m is not None for m in raw):
                 masks_seen = True
                 actions = policy(obs, masks=np.stack(raw))  # type: ignore[call-arg]
@@ -607,6 +620,7 @@ def evaluate(
         "randomize": list(randomize),
         "action_mask": bool(use_masks and masks_seen),
         "action_mask_requested": bool(action_mask),
+        "policy_observes_action_mask": bool(getattr(policy, "observes_action_mask", False)),
         "threads": threads,
         "batch_size": int(batch_size),
     }

@@ -144,3 +144,16 @@ def test_completion_is_subtasks_over_k_and_comes_first_in_the_table() -> None:
     header = report.table().splitlines()[0]
     assert header.index("completion") < header.index("success")
     assert report.table().splitlines()[1].startswith("dataset     4")
+
+
+def test_a_model_that_observes_masks_gets_them_as_its_third_input() -> None:
+    d3rlpy.seed(0)
+    encoder = LanguageConditionedEncoderFactory(filters=[[4, 8, 4], [8, 4, 2]], feature_size=32, language_feature_size=16)
+    algo = make_algo_config("iql", encoder_factory=encoder, batch_size=8).create()
+    algo.create_impl(((3, 64, 64), (384,), (N_ACTIONS,)), N_ACTIONS)
+    policy = d3rlpy_policy(algo)
+    assert policy.observes_action_mask
+    # decoding unrestricted by evaluate(): this DiscreteIQL still decodes over the admissible actions it observes
+    report = evaluate(policy, ENV, episodes_per_k=2, seeds=(0,), randomize=(False,), action_mask=False)
+    assert report.meta["policy_observes_action_mask"] is True and report.meta["action_mask"] is False
+    assert sum(e.invalid_actions for e in report.episodes) == 0
