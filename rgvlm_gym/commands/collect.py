@@ -2,7 +2,7 @@
 
 Example::
 
-    rgvlm collect --tasks alfred --alfred-dir ../shared/alfred/json_2.1.0 --split valid_seen \\
+    rgvlm collect --tasks alfred --alfred-dir path/to/json_2.1.0 --split valid_seen \\
         --subtasks 1-6 --episodes 200 --policy mixed --dataset-id rgvlm/alfred-valid-mixed-v0
 
 Two worker processes by default (``--workers``); the content depends on ``--seed`` only, not on the
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rgvlm_gym.data.policies import DEFAULT_MIX, POLICY_NAMES
 
     p.add_argument("--tasks", choices=("procedural", "alfred"), default="procedural", help="task source")
-    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred)")
+    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred; default: $RGVLM_GYM_ALFRED_DIR)")
     p.add_argument("--split", default="valid_seen", help="ALFRED split (with --tasks alfred)")
     p.add_argument("--subtasks", default=None, help="prefix tasks with this many sub-tasks, e.g. '1-6' (default: whole tasks)")
     p.add_argument("--randomize-init", action="store_true", help="randomized initial states")

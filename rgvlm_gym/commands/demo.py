@@ -17,7 +17,7 @@ __all__ = ["add_arguments", "captioned", "run"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo.gif", help="output file: .gif (animated) or .png (a strip of frames)")
     p.add_argument("--tasks", choices=("procedural", "alfred"), default="procedural", help="task source")
-    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred)")
+    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred; default: $RGVLM_GYM_ALFRED_DIR)")
     p.add_argument("--split", default="valid_seen", help="ALFRED split (with --tasks alfred)")
     p.add_argument("--subtasks", default=None, help="prefix tasks with this many sub-tasks, e.g. '1-6'")
     p.add_argument("--task-index", type=int, default=None, help="task of the suite (default: drawn by --seed)")

@@ -29,7 +29,7 @@ def _positive(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_path", help="a model.d3 written by rgvlm train (or any d3rlpy save of a discrete algorithm)")
     p.add_argument("--tasks", choices=("procedural", "alfred"), default=None, help="task source (default: the training dataset's)")
-    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred)")
+    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred; default: $RGVLM_GYM_ALFRED_DIR)")
     p.add_argument("--split", default=None, help="ALFRED split; valid_unseen for unseen scenes")
     p.add_argument("--subtasks", default="1-6", help="sub-task counts to evaluate, e.g. 1-6")
     p.add_argument("--suite-seed", type=int, default=None, help="procedural suite seed (another seed = unseen tasks)")
@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
             env_kwargs[key] = getattr(args, flag)
     env_kwargs["subtasks"] = args.subtasks
     if env_kwargs.get("tasks") == "alfred" and not env_kwargs.get("alfred_dir"):
-        raise ValueError("--tasks alfred needs --alfred-dir")
+        from rgvlm_gym.alfred.paths import default_alfred_dir
+
+        if not default_alfred_dir():
+            raise ValueError("--tasks alfred needs --alfred-dir (or $RGVLM_GYM_ALFRED_DIR)")
 
     import d3rlpy
 

@@ -262,8 +262,11 @@ def collect_dataset(
     mix_d = parse_mix(mix) if policy == "mixed" else {policy: 1.0}
     env_kwargs: dict[str, Any] = {"tasks": tasks, "image_size": int(image_size), "render_size": int(frame_size), "max_steps": int(max_steps)}
     if tasks == "alfred":
+        from rgvlm_gym.alfred.paths import default_alfred_dir
+
+        alfred_dir = alfred_dir or default_alfred_dir()
         if not alfred_dir:
-            raise ValueError("--tasks alfred needs --alfred-dir, the path of ALFRED's json_2.1.0 folder")
+            raise ValueError("--tasks alfred needs --alfred-dir (or $RGVLM_GYM_ALFRED_DIR), the path of ALFRED's json_2.1.0 folder")
         if not os.path.isdir(alfred_dir):
             raise FileNotFoundError(f"--alfred-dir {alfred_dir!r} is not a directory")
         env_kwargs.update(alfred_dir=os.path.abspath(alfred_dir), split=split)
