@@ -137,10 +137,9 @@ def test_the_relabel_summary_names_the_combination() -> None:
 
 def test_tensorboard_extra_installs_what_d3rlpy_imports() -> None:
     import inspect
+    import re
 
     from d3rlpy.logging import tensorboard_adapter
-
-    import re
 
     extra = re.search(r"^tensorboard = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), flags=re.M)
     assert extra is not None and '"tensorboardX' in extra.group(1)
