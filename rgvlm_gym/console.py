@@ -10,7 +10,8 @@ Holds :func:`silence_gym_banner`, :func:`quiet_foreign_output` and :func:`strip_
   colour on stdout. :func:`quiet_foreign_output` (called once by the ``rgvlm`` command) keeps structlog's
   warnings and errors only, on stderr, in plain text unless stderr is a terminal; and strips ANSI colour
   codes (Gymnasium's ``logger.warn`` adds them) from warnings when stderr is not a terminal. It does
-  not filter any warning: users' own warnings still show.
+  not filter any warning: users' own warnings still show. In a pipe or a log file, progress bars redraw
+  at most every 10 s instead of 10 times a second (``TQDM_MININTERVAL``, unless set).
 
     >>> strip_ansi("\\x1b[33mWARN: careful\\x1b[0m")
     'WARN: careful'
@@ -19,6 +20,7 @@ Holds :func:`silence_gym_banner`, :func:`quiet_foreign_output` and :func:`strip_
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import warnings
@@ -69,6 +71,8 @@ def quiet_foreign_output(level: int = logging.WARNING) -> None:
     the level filter and logger factory set here are kept.
     """
     silence_gym_banner()
+    if not _is_tty(sys.stderr):  # a log file gets a line per redraw: fewer redraws
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
     try:
         import structlog
     except ImportError:  # d3rlpy not installed: nothing of it to quiet
