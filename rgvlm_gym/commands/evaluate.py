@@ -45,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive, default=None,
                    help="torch CPU threads (default: the free cores, never oversubscribing the machine)")
     p.add_argument("--batch-size", type=_positive, default=64, help="environments stepped together, one policy batch")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="processes rolling episodes out in parallel (default: the free cores; results do not depend on it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     import rgvlm_gym.rl  # noqa: F401  (registers DiscreteIQL and the encoder with d3rlpy)
     from rgvlm_gym.rl.evaluation import d3rlpy_policy, evaluate
-    from rgvlm_gym.rl.threads import set_num_threads
+    from rgvlm_gym.rl.threads import default_num_threads, set_num_threads
 
     threads = set_num_threads(args.threads)
+    workers = args.workers if args.workers is not None else default_num_threads()
     algo = d3rlpy.load_learnable(str(model), device=args.device)
     report = evaluate(
         d3rlpy_policy(algo, greedy=not args.sample),
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         action_mask=args.action_mask,
         threads=threads,
         batch_size=args.batch_size,
+        workers=workers,
     )
     report.meta["model"] = str(model)
     if train_record.is_file():
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model.parent / "evaluation"
     csv_path, json_path = report.write(out)
     mask = "on: the best admissible action" if report.meta["action_mask"] else "off: any action"
-    print(f"{len(report.episodes)} episodes, action masking {mask}, {threads} torch thread(s)")
+    print(f"{len(report.episodes)} episodes, action masking {mask}, {workers} worker process(es), {threads} torch thread(s)")
     print(report.table())
     print(f"wrote {csv_path} and {json_path}")
     return 0

@@ -498,65 +498,41 @@ def _select_tasks(env: Any, episodes_per_k: int, seed: int, ks: Iterable[int] | 
     return chosen
 
 
-def evaluate(
-    policy: Policy,
-    env_kwargs: dict[str, Any],
-    episodes_per_k: int = 20,
-    seeds: Sequence[int] = (0, 1, 2),
-    randomize: Sequence[bool] = (False, True),
-    subtask_counts: Iterable[int] | None = None,
-    batch_size: int = 64,
-    progress: bool = False,
-    action_mask: bool = True,
-    threads: int | None = None,
-) -> EvaluationReport:
-    """Roll ``policy`` out on AlfredLite tasks and collect :class:`EvalEpisode` s.
+_FORKED: dict[str, Any] = {}
 
-    Args:
-        policy: maps a batch of observations (and, if it takes them, ``masks``) to actions (see
-            :func:`d3rlpy_policy`).
-        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v0", **env_kwargs)`` arguments (the task suite).
-        episodes_per_k: tasks drawn per sub-task count, per seed and per initial-state kind.
-        seeds: evaluation seeds (task draw, reset seed, randomized placement).
-        randomize: evaluate from the dataset's initial states (False) and/or randomized ones (True).
-        subtask_counts: only these sub-task counts (default: all in the suite).
-        batch_size: environments stepped in lockstep, so the policy sees batches of this size.
-        progress: show a progress bar.
-        action_mask: give the policy ``info["action_mask"]`` so that it acts among admissible actions only.
-        threads: torch intra-op threads (``rgvlm_gym.rl.threads.set_num_threads``); ``None`` leaves torch's
-            setting alone.
-    """
+
+def _init_rollout_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    if "torch" in sys.modules:  # one thread per worker process: the workers are the parallelism
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _rollout_chunk(chunk: list[tuple[int, tuple[int, bool, int]]]) -> tuple[dict[int, EvalEpisode], bool]:
+    f = _FORKED
+    return _rollouts(f["policy"], f["kwargs"], chunk, f["batch_size"], f["use_masks"], None)
+
+
+def _rollouts(
+    policy: Any,
+    kwargs: dict[str, Any],
+    jobs: list[tuple[int, tuple[int, bool, int]]],
+    batch_size: int,
+    use_masks: bool,
+    bar: Any,
+    envs: list[Any] | None = None,
+) -> tuple[dict[int, EvalEpisode], bool]:
+    """Run ``jobs`` (index, (seed, randomized, task index)) with up to ``batch_size`` environments in
+    lockstep, refilling a slot as soon as its episode ends; returns the episodes by index and whether
+    masks were applied."""
     import gymnasium as gym
 
-    import rgvlm_gym  # noqa: F401  (registers the env)
-
-    if episodes_per_k < 1:
-        raise ValueError(f"episodes_per_k must be >= 1, got {episodes_per_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if threads is not None:
-        from rgvlm_gym.rl.threads import set_num_threads
-
-        threads = set_num_threads(threads)
-    elif "torch" in sys.modules:
-        threads = int(sys.modules["torch"].get_num_threads())
-    kwargs = {k: v for k, v in env_kwargs.items() if k != "randomize_init"}
-    probe = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped
-    jobs = [(seed, rand, idx) for seed in seeds for rand in randomize for idx in _select_tasks(probe, episodes_per_k, seed, subtask_counts)]
-    use_masks = bool(action_mask) and _accepts_masks(policy)
-    prepare = getattr(policy, "prepare", None)
-    if callable(prepare):  # e.g. embed all instructions in one batched pass instead of a few per step
-        texts = [probe.reset(seed=seed * 100_003 + idx, options={"task_index": idx, "randomize_init": rand})[0]["instruction"]
-                 for seed, rand, idx in jobs]
-        prepare(texts, progress=progress)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc="evaluate", unit="ep")
+    envs = list(envs or [])
+    while len(envs) < min(batch_size, len(jobs)):
+        envs.append(gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped)
     results: dict[int, EvalEpisode] = {}
-    envs = [probe] + [gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped for _ in range(min(batch_size, len(jobs)) - 1)]
-    pending = deque(enumerate(jobs))
+    pending = deque(jobs)
     slots: list[dict[str, Any] | None] = [None] * len(envs)
     masks_seen = False
 
@@ -596,9 +572,9 @@ def evaluate(
         if use_masks:
             if all(m is not None for m in raw):
                 masks_seen = True
-                actions = policy(obs, masks=np.stack(raw))  # type: ignore[call-arg]
+                actions = policy(obs, masks=np.stack(raw))
             else:  # an environment without masks: the policy acts unmasked
-                actions = policy(obs, masks=None)  # type: ignore[call-arg]
+                actions = policy(obs, masks=None)
         else:
             actions = policy(obs)
         for i, a in zip(active, np.asarray(actions).reshape(-1), strict=True):
@@ -611,6 +587,97 @@ def evaluate(
             if term or trunc:
                 finish(s)
                 start(i)
+    return results, masks_seen
+
+
+def evaluate(
+    policy: Policy,
+    env_kwargs: dict[str, Any],
+    episodes_per_k: int = 20,
+    seeds: Sequence[int] = (0, 1, 2),
+    randomize: Sequence[bool] = (False, True),
+    subtask_counts: Iterable[int] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    action_mask: bool = True,
+    threads: int | None = None,
+    workers: int = 1,
+) -> EvaluationReport:
+    """Roll ``policy`` out on AlfredLite tasks and collect :class:`EvalEpisode` s.
+
+    Args:
+        policy: maps a batch of observations (and, if it takes them, ``masks``) to actions (see
+            :func:`d3rlpy_policy`).
+        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v0", **env_kwargs)`` arguments (the task suite).
+        episodes_per_k: tasks drawn per sub-task count, per seed and per initial-state kind.
+        seeds: evaluation seeds (task draw, reset seed, randomized placement).
+        randomize: evaluate from the dataset's initial states (False) and/or randomized ones (True).
+        subtask_counts: only these sub-task counts (default: all in the suite).
+        batch_size: environments stepped in lockstep, so the policy sees batches of this size.
+        progress: show a progress bar.
+        action_mask: give the policy ``info["action_mask"]`` so that it acts among admissible actions only.
+        threads: torch intra-op threads (``rgvlm_gym.rl.threads.set_num_threads``); ``None`` leaves torch's
+            setting alone.
+        workers: processes that roll out chunks of episodes in parallel (forked where the OS can, each with
+            one torch thread and its own batch of environments); the episodes do not depend on it for a
+            deterministic policy.
+    """
+    import gymnasium as gym
+
+    import rgvlm_gym  # noqa: F401  (registers the env)
+
+    if episodes_per_k < 1:
+        raise ValueError(f"episodes_per_k must be >= 1, got {episodes_per_k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if int(workers) > 1 and "fork" not in __import__("multiprocessing").get_all_start_methods():
+        workers = 1  # no fork (Windows, macOS default): one process
+    if threads is not None:
+        from rgvlm_gym.rl.threads import set_num_threads
+
+        threads = set_num_threads(threads)
+    elif "torch" in sys.modules:
+        threads = int(sys.modules["torch"].get_num_threads())
+    kwargs = {k: v for k, v in env_kwargs.items() if k != "randomize_init"}
+    probe = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped
+    jobs = [(seed, rand, idx) for seed in seeds for rand in randomize for idx in _select_tasks(probe, episodes_per_k, seed, subtask_counts)]
+    use_masks = bool(action_mask) and _accepts_masks(policy)
+    prepare = getattr(policy, "prepare", None)
+    if callable(prepare):  # e.g. embed all instructions in one batched pass instead of a few per step
+        texts = [probe.reset(seed=seed * 100_003 + idx, options={"task_index": idx, "randomize_init": rand})[0]["instruction"]
+                 for seed, rand, idx in jobs]
+        prepare(texts, progress=progress)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="evaluate", unit="ep")
+    workers = max(1, min(int(workers), len(jobs)))
+    results: dict[int, EvalEpisode] = {}
+    masks_seen = False
+    indexed = list(enumerate(jobs))
+    if workers == 1:
+        res, masks_seen = _rollouts(policy, kwargs, indexed, batch_size, use_masks, bar, envs=[probe])
+        results.update(res)
+    else:
+        import multiprocessing as mp
+
+        # forked workers inherit the policy (a closure over the model and its embedding table): nothing is
+        # pickled but the jobs and the episodes; chunks of a few batches keep the progress bar moving
+        chunk = max(batch_size, 1) * 2
+        chunks = [indexed[i : i + chunk] for i in range(0, len(indexed), chunk)]
+        _FORKED.update(policy=policy, kwargs=kwargs, batch_size=batch_size, use_masks=use_masks)
+        try:
+            with mp.get_context("fork").Pool(workers, initializer=_init_rollout_worker) as pool:
+                for res, seen in pool.imap_unordered(_rollout_chunk, chunks):
+                    results.update(res)
+                    masks_seen = masks_seen or seen
+                    if bar is not None:
+                        bar.update(len(res))
+        finally:
+            _FORKED.clear()
     if bar is not None:
         bar.close()
     meta = {
@@ -623,5 +690,6 @@ def evaluate(
         "policy_observes_action_mask": bool(getattr(policy, "observes_action_mask", False)),
         "threads": threads,
         "batch_size": int(batch_size),
+        "workers": workers,
     }
     return EvaluationReport([results[j] for j in range(len(jobs))], meta)

@@ -157,3 +157,12 @@ def test_a_model_that_observes_masks_gets_them_as_its_third_input() -> None:
     report = evaluate(policy, ENV, episodes_per_k=2, seeds=(0,), randomize=(False,), action_mask=False)
     assert report.meta["policy_observes_action_mask"] is True and report.meta["action_mask"] is False
     assert sum(e.invalid_actions for e in report.episodes) == 0
+
+
+def test_worker_processes_give_the_same_episodes() -> None:
+    algo = _algo("iql", seed=3)
+    kw = {"episodes_per_k": 5, "seeds": (0, 1), "randomize": (False, True), "batch_size": 4}
+    one = evaluate(d3rlpy_policy(algo), ENV, **kw)
+    two = evaluate(d3rlpy_policy(algo), ENV, workers=2, **kw)
+    assert two.meta["workers"] == 2 and two.meta["action_mask"] is True
+    assert one.episodes == two.episodes
