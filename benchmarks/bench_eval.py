@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import rgvlm_gym  # noqa: F401  (before d3rlpy: keeps old gym's import banner quiet)
+
 
 @dataclass
 class Args:
@@ -48,6 +50,10 @@ class Args:
     """git revision whose rgvlm_gym/rl/evaluation.py is the baseline ('' to skip)"""
     threads: int = 1
     """torch threads for every variant"""
+    workers: int = 2
+    """worker processes of the last variant (``rgvlm evaluate`` uses the free cores)"""
+    model: str = ""
+    """evaluate this model.d3 instead of training one (steps 1 skipped)"""
     json_out: str = ""
     """write the figures here as JSON too"""
 
@@ -71,6 +77,16 @@ def old_module(rev: str):
     return mod
 
 
+def train(args: Args, rgvlm: list[str], alfred_dir: str, work: Path) -> None:
+    """Collect a training dataset and train DiscreteIQL briefly (``rgvlm collect`` + ``rgvlm train``)."""
+    subprocess.run([*rgvlm, "collect", "--tasks", "alfred", "--alfred-dir", alfred_dir, "--split", "train", "--subtasks", "1-6",
+                    "--episodes", str(args.train_episodes), "--policy", "mixed", "--dataset-id", "bench/eval-train-v0",
+                    "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*rgvlm, "train", "bench/eval-train-v0", "--algo", "iql", "--steps", str(args.train_steps),
+                    "--steps-per-epoch", str(args.train_steps), "--out", str(work / "run")], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_eval_"))
@@ -80,21 +96,18 @@ def main() -> None:
 
     # 1. a weakly trained policy
     rgvlm = [sys.executable, "-m", "rgvlm_gym.cli"]
-    subprocess.run([*rgvlm, "collect", "--tasks", "alfred", "--alfred-dir", alfred_dir, "--split", "train", "--subtasks", "1-6",
-                    "--episodes", str(args.train_episodes), "--policy", "mixed", "--dataset-id", "bench/eval-train-v0",
-                    "--no-progress"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*rgvlm, "train", "bench/eval-train-v0", "--algo", "iql", "--steps", str(args.train_steps),
-                    "--steps-per-epoch", str(args.train_steps), "--out", str(work / "run")], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    model = Path(args.model) if args.model else work / "run" / "model.d3"
+    if not args.model:
+        train(args, rgvlm, alfred_dir, work)
 
     import d3rlpy
     import torch
 
-    import rgvlm_gym.rl  # noqa: F401
+    import rgvlm_gym.rl  # noqa: F401  (registers DiscreteIQL)
     from rgvlm_gym.rl import evaluation as new
 
     torch.set_num_threads(args.threads)
-    algo = d3rlpy.load_learnable(str(work / "run" / "model.d3"))
+    algo = d3rlpy.load_learnable(str(model))
     env_kwargs = {"tasks": "alfred", "alfred_dir": alfred_dir, "split": "valid_seen", "subtasks": "1-6"}
     common = {"episodes_per_k": args.episodes, "seeds": seeds, "randomize": (False,)}
 
@@ -122,9 +135,10 @@ def main() -> None:
         timed(f"old ({args.old_rev})", lambda: old.evaluate(old.d3rlpy_policy(algo), env_kwargs, **common))
     timed("new, masks off", lambda: new.evaluate(new.d3rlpy_policy(algo), env_kwargs, action_mask=False, **common))
     timed("new, masks on (default)", lambda: new.evaluate(new.d3rlpy_policy(algo), env_kwargs, **common))
+    timed(f"new, masks on, {args.workers} workers", lambda: new.evaluate(new.d3rlpy_policy(algo), env_kwargs, workers=args.workers, **common))
     if args.old_rev:
         old_name = f"old ({args.old_rev})"
-        for name in ("new, masks off", "new, masks on (default)"):
+        for name in ("new, masks off", "new, masks on (default)", f"new, masks on, {args.workers} workers"):
             results[name]["speed_vs_old"] = round(results[name]["episodes_per_s"] / results[old_name]["episodes_per_s"], 2)
             print(f"{name}: {results[name]['speed_vs_old']}x the old code's episodes/s")
     out = {"args": dataclasses.asdict(args), "cold_embedding_cache_first_run_s": round(cold, 1), "results": results,
