@@ -24,6 +24,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -118,16 +119,22 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
 
+    def cpu_seconds() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
     def timed(name: str, fn) -> None:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_seconds()
         report = fn()
-        dt = time.perf_counter() - t
+        dt, cpu = time.perf_counter() - t, cpu_seconds() - c
         s = report.summary()
         n = len(report.episodes)
+        # CPU seconds do not depend on other jobs the way wall time does: n / cpu is what one idle core gives
         results[name] = {"episodes": n, "seconds": round(dt, 2), "episodes_per_s": round(n / dt, 1),
+                         "cpu_seconds": round(cpu, 2), "episodes_per_cpu_s": round(n / cpu, 1),
                          "success": round(s["success"]["rate"], 3), "steps_per_episode": round(sum(e.steps for e in report.episodes) / n, 1),
                          "invalid_action_rate": round(s["invalid_action_rate"]["rate"], 3)}
-        print(f"{name:28s} {n} episodes in {dt:6.1f} s = {n / dt:6.1f} episodes/s  success {s['success']['rate']:.1%}  "
+        print(f"{name:28s} {n} episodes in {dt:6.1f} s = {n / dt:6.1f} episodes/s ({n / cpu:6.1f} per CPU s)  success {s['success']['rate']:.1%}  "
               f"steps/episode {results[name]['steps_per_episode']}  invalid {s['invalid_action_rate']['rate']:.1%}", flush=True)
 
     if args.old_rev:
