@@ -298,13 +298,20 @@ def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
 
     ds = open_dataset(dataset)
     stats: dict[str, list[tuple[bool, int, float]]] = {}
-    with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
-        for i in ds.episode_indices:
-            g = f[f"episode_{int(i)}"]
-            term = g["terminations"][()]
-            prog = g["privileged/subtask_progress"][()]
-            n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
-            stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    i = None
+    try:
+        with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
+            for i in ds.episode_indices:
+                g = f[f"episode_{int(i)}"]
+                term = g["terminations"][()]
+                prog = g["privileged/subtask_progress"][()]
+                n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
+                stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # damaged bytes, however HDF5 says it
+        from rgvlm_gym.data.storage import DatasetError
+
+        where = "" if i is None else f" episode {int(i)}"
+        raise DatasetError(f"dataset {ds.id!r}{where}: cannot be read (corrupted?): {type(exc).__name__}: {exc}") from exc
     out: dict[str, dict[str, float]] = {}
     for name in sorted(stats, key=lambda k: (k == "all", k)):
         rows = stats[name]
