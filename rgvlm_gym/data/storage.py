@@ -114,6 +114,7 @@ __all__ = [
     "ENV_ID",
     "FORMAT_VERSION",
     "claim_dataset",
+    "clean_stale_temporaries",
     "DatasetError",
     "DatasetId",
     "dataset_info",
@@ -262,6 +263,14 @@ def _clean_stale_tmp(root: Path) -> None:
         pid = d.name.split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def clean_stale_temporaries() -> None:
+    """Remove the temporary folders of dataset writers that died (under ``$MINARI_DATASETS_PATH/.rgvlm-tmp``).
+
+    Every :func:`write_dataset` does this first; call it after killing a writer to reclaim the space now.
+    """
+    _clean_stale_tmp(_root())
 
 
 def _is_dataset_dir(path: Path) -> bool:
