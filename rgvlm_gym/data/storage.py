@@ -265,12 +265,19 @@ def _clean_stale_tmp(root: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def clean_stale_temporaries() -> None:
+def clean_stale_temporaries(exiting_pid: int | None = None) -> None:
     """Remove the temporary folders of dataset writers that died (under ``$MINARI_DATASETS_PATH/.rgvlm-tmp``).
 
     Every :func:`write_dataset` does this first; call it after killing a writer to reclaim the space now.
+    ``exiting_pid``: also remove the folders of that process, which is about to exit (a writer's signal
+    handler cleaning up before ``os._exit``).
     """
-    _clean_stale_tmp(_root())
+    root = _root()
+    if exiting_pid is not None and (root / _TMP_DIR).is_dir():
+        for d in (root / _TMP_DIR).glob(f"{int(exiting_pid)}-*"):
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+    _clean_stale_tmp(root)
 
 
 def _is_dataset_dir(path: Path) -> bool:

@@ -377,7 +377,13 @@ class _WriterProcess:
         import signal
 
         def stop(signum: int, frame: Any) -> None:
-            raise SystemExit(128 + signum)  # unwinds write_dataset: its temporary folder is removed
+            # remove our temporary folder and leave at once: an exception raised here could land inside
+            # HDF5's C code (which swallows it, or crashes on a half-written file)
+            with contextlib.suppress(BaseException):
+                from rgvlm_gym.data.storage import clean_stale_temporaries
+
+                clean_stale_temporaries(exiting_pid=os.getpid())
+            os._exit(128 + signum)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which aborts us
@@ -720,30 +726,31 @@ def _run(
     def labeled() -> Iterator[EpisodeRecord]:
         nonlocal steps
         source = (_restore_original(r) for r in iter_episodes(ds, frames=needs_frames or bool(info.get("frames", True))))
-        for i, (rec, res) in enumerate(label_stream(lab, source, concurrency=concurrency, stats=stats)):
-            ann = annotate(rec, res)
-            dense = np.asarray(ann.extra["lvlm_labels"], np.float32)
-            ann.extra["lvlm_rewards"] = np.where(np.isnan(dense), ann.rewards, dense).astype(np.float32) if res.labeled else ann.rewards.copy()
-            if not res.labeled:
-                group = f"{res.status}: {_group(res.reason)}"
-                unlabeled_eps.setdefault(group, []).append(i)
-                reasons.setdefault(group, f"{res.status}: {_first_reason(res.reason)}")
-                n_bad = stats.episodes - stats.labeled
-                if allowed_unlabeled is not None and n_bad > allowed_unlabeled:
-                    # stop now: the job fails whatever the rest does; nothing is published
-                    raise LabelingError(_too_many(ds.id, out, n_bad, stats.episodes, int(ds.total_episodes), max_unlabeled,
-                                                  allowed_unlabeled, unlabeled_eps, reasons), summary=summary(partial=True))
-            steps += len(rec)
-            if quality and has_dense and len(rec.progress) == len(rec) + 1:
-                labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
-                oracle.append(oracle_contributions(rec))
-                groups["task_type"].append(str(rec.task.get("task_type", "?")))
-                groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
-            if bar is not None:
-                failed = sum(x.usage.snapshot().failures for x in lvlms)
-                bar.set_postfix({**stats.postfix(), "failed": failed, "cached": stats.cached}, refresh=False)
-                bar.update(1)
-            yield ann
+        with contextlib.closing(label_stream(lab, source, concurrency=concurrency, stats=stats)) as stream:
+            for i, (rec, res) in enumerate(stream):
+                ann = annotate(rec, res)
+                dense = np.asarray(ann.extra["lvlm_labels"], np.float32)
+                ann.extra["lvlm_rewards"] = np.where(np.isnan(dense), ann.rewards, dense).astype(np.float32) if res.labeled else ann.rewards.copy()
+                if not res.labeled:
+                    group = f"{res.status}: {_group(res.reason)}"
+                    unlabeled_eps.setdefault(group, []).append(i)
+                    reasons.setdefault(group, f"{res.status}: {_first_reason(res.reason)}")
+                    n_bad = stats.episodes - stats.labeled
+                    if allowed_unlabeled is not None and n_bad > allowed_unlabeled:
+                        # stop now: the job fails whatever the rest does; nothing is published
+                        raise LabelingError(_too_many(ds.id, out, n_bad, stats.episodes, int(ds.total_episodes), max_unlabeled,
+                                                      allowed_unlabeled, unlabeled_eps, reasons), summary=summary(partial=True))
+                steps += len(rec)
+                if quality and has_dense and len(rec.progress) == len(rec) + 1:
+                    labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
+                    oracle.append(oracle_contributions(rec))
+                    groups["task_type"].append(str(rec.task.get("task_type", "?")))
+                    groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
+                if bar is not None:
+                    failed = sum(x.usage.snapshot().failures for x in lvlms)
+                    bar.set_postfix({**stats.postfix(), "failed": failed, "cached": stats.cached}, refresh=False)
+                    bar.update(1)
+                yield ann
 
     def summary(partial: bool = False) -> RelabelSummary:
         report = None
@@ -773,10 +780,13 @@ def _run(
             quality=report,
         )
 
+    records = labeled()
     try:
-        write_dataset(out, labeled(), source=ds.id, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
+        write_dataset(out, records, source=ds.id, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
                       extra_step_columns=step_cols, extra_episode_columns=ep_cols)
     finally:
+        # now, not when garbage-collected (at exit its labeling thread would be gone): stops the labeling
+        records.close()
         if bar is not None:
             bar.close()
     return summary()
