@@ -641,10 +641,7 @@ def _allowed_unlabeled(max_unlabeled: int | float | str, episodes: int) -> int:
     if isinstance(value, str):
         text = value.strip()
         try:
-            if text.endswith("%"):
-                value = float(text[:-1]) / 100.0
-            else:
-                value = int(text)
+            value = float(text[:-1]) / 100.0 if text.endswith("%") else int(text)
         except ValueError:
             raise UsageError(what) from None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
