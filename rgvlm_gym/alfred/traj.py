@@ -79,6 +79,8 @@ def load_trajectory(path: str | Path) -> AlfredTrajectory:
         raise FileNotFoundError(f"{path}: no such traj_data file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON, truncated or corrupted? ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a traj_data file") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object at the top level, got {type(raw).__name__}")
     for key in _REQUIRED:
@@ -87,13 +89,18 @@ def load_trajectory(path: str | Path) -> AlfredTrajectory:
     scene, plan = raw["scene"], raw["plan"]
     if not isinstance(scene, dict) or "floor_plan" not in scene or "object_poses" not in scene:
         raise ValueError(f"{path}: field 'scene' must hold 'floor_plan' and 'object_poses'")
+    for field_name, value, kind in (("scene.object_poses", scene["object_poses"], list), ("pddl_params", raw["pddl_params"], dict),
+                                    ("scene.object_toggles", scene.get("object_toggles") or [], list)):
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, dict) for v in value)):
+            raise ValueError(f"{path}: field {field_name!r} must be a {'list of objects' if kind is list else 'JSON object'}, "
+                             f"got {type(value).__name__}")
     if not isinstance(plan, dict) or not isinstance(plan.get("high_pddl"), list) or not plan["high_pddl"]:
         raise ValueError(f"{path}: missing or empty field 'plan.high_pddl'")
     if raw["task_type"] not in TASK_TYPES:
         raise ValueError(f"{path}: unknown task_type {raw['task_type']!r}; expected one of {', '.join(TASK_TYPES)}")
     anns = raw["turk_annotations"].get("anns") if isinstance(raw["turk_annotations"], dict) else None
-    if not anns:
-        raise ValueError(f"{path}: field 'turk_annotations.anns' is missing or empty")
+    if not anns or not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise ValueError(f"{path}: field 'turk_annotations.anns' is missing, empty or not a list of objects")
     for i, step in enumerate(plan["high_pddl"]):
         da = step.get("discrete_action") if isinstance(step, dict) else None
         if not isinstance(da, dict) or "action" not in da or not isinstance(da.get("args"), list):
@@ -542,14 +549,16 @@ def _load_split_cached(alfred_dir: str, split: str, subtasks: tuple[int, int] | 
     for path in files + other:
         try:
             traj = load_trajectory(path)
-        except (ValueError, FileNotFoundError) as exc:
+            evidence.add_layout(traj.floor_plan)
+            evidence.add_plan(traj)
+        except (ValueError, FileNotFoundError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            # one malformed file is reported and skipped; it never aborts the split
             if path in files:
-                reason = str(exc).split(": ", 1)[1].split(" (")[0]
+                reason = str(exc).split(": ", 1)[-1].split(" (")[0] if isinstance(exc, (ValueError, FileNotFoundError)) \
+                    else f"malformed content ({type(exc).__name__}: {exc})"
                 report.skipped[reason] += 1
                 report.examples.setdefault(reason, str(path))
             continue
-        evidence.add_layout(traj.floor_plan)
-        evidence.add_plan(traj)
         if path in files:
             trajs.append(traj)
     report.trajectories = len(files)
@@ -557,7 +566,7 @@ def _load_split_cached(alfred_dir: str, split: str, subtasks: tuple[int, int] | 
         try:
             scene = reconstruct_scene(traj, evidence, onto, report.agreement)
             report.tasks.extend(tasks_from_trajectory(traj, scene, subtasks, onto))
-        except ValueError as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:  # malformed content: skipped, reported
             reason = str(exc).split(": ", 1)[-1]
             reason = re.sub(r"\[\d+\]", "[i]", reason)
             report.skipped[reason] += 1

@@ -31,8 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rgvlm_gym.commands.common import check_device
+
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    check_device(args.device)  # before minutes of loading
     out = Path(args.out)
     model_path = out / "model.d3"
     if model_path.exists() and not args.force:
