@@ -32,6 +32,18 @@ its sparse reward in ``rewards`` and ``lvlm_rewards``, ``lvlm_labels`` is NaN, a
 ``label["reason"]`` say why. No score is ever invented. ``error`` episodes are not cached, so re-running asks
 again; ``invalid`` ones are (``RGVLMLabeler(retry_invalid=True)`` asks again).
 
+**A job that labels too little fails.** More than ``max_unlabeled`` unlabeled episodes (default
+:data:`DEFAULT_MAX_UNLABELED`, 5 % of the source's episodes, rounded down -- so on a small dataset any
+unlabeled episode fails the job) stop the job at once with :class:`~rgvlm_gym.errors.LabelingError`
+(``rgvlm relabel`` exits 1) and nothing is published: a dead endpoint, a wrong API key or a model that never
+answers in the format must not produce a "successful" dataset of sparse rewards. The error lists each
+kind of failure with its full reason (status codes, URLs) and the episodes. ``max_unlabeled="100%"``
+restores the permissive behaviour.
+
+**One writer per id.** The output id is claimed before labeling starts
+(:func:`~rgvlm_gym.data.claim_dataset`): a second job for the same id fails at once
+(:class:`~rgvlm_gym.errors.DatasetBusyError`); ids inside another dataset's folder are refused.
+
 **Resuming.** Every finished LVLM call and every finished episode is committed to the label cache (SQLite,
 WAL) as it completes. Re-running a finished job makes zero LVLM calls; re-running a job that was killed
 (SIGKILL included) labels each episode exactly once, asking only the calls that had not finished. The
@@ -357,7 +369,9 @@ class _WriterProcess:
     Writing (HDF5 + gzip of every frame) is the largest single cost of a relabel job and holds the GIL; in a
     process of its own it overlaps with reading and labeling. The child is forked before the label cache, the
     LVLM client or any thread exists, and leaves with ``os._exit`` (it never touches the parent's handles).
-    It stops (and ``write_dataset`` removes its temporary folder) when the parent dies, even by SIGKILL.
+    It dies with the parent (Linux ``PR_SET_PDEATHSIG``: SIGTERM when the parent dies, even by SIGKILL;
+    elsewhere it notices within 0.5 s) and removes its temporary folder on the way out. If the child dies
+    first (killed, crashed), the parent raises :class:`~rgvlm_gym.errors.WriterError` -- never hangs.
     """
 
     def __init__(self, queue_size: int = 4) -> None:
