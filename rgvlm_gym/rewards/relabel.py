@@ -752,7 +752,7 @@ def _run(
                         raise LabelingError(_too_many(ds.id, out, n_bad, stats.episodes, int(ds.total_episodes), max_unlabeled,
                                                       allowed_unlabeled, unlabeled_eps, reasons), summary=summary(partial=True))
                 steps += len(rec)
-                if quality and has_dense and len(rec.progress) == len(rec) + 1:
+                if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
                     labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
                     oracle.append(oracle_contributions(rec))
                     groups["task_type"].append(str(rec.task.get("task_type", "?")))
