@@ -251,6 +251,11 @@ def _clean_stale_tmp(root: Path) -> None:
         return
     for d in tmp_root.iterdir():
         if not d.is_dir():
+            if d.suffix == ".lock" and not d.with_suffix("").exists():  # a lock whose folder is gone
+                with contextlib.suppress(OSError, RuntimeError):
+                    fd = _lock_path(d)
+                    if fd is not None:
+                        _unlock_path(d, fd)
             continue
         lock = d.with_name(d.name + ".lock")
         if lock.exists():
@@ -280,6 +285,8 @@ def clean_stale_temporaries(exiting_pid: int | None = None) -> None:
         for d in (root / _TMP_DIR).glob(f"{int(exiting_pid)}-*"):
             if d.is_dir():
                 shutil.rmtree(d, ignore_errors=True)
+            elif d.suffix == ".lock":
+                d.unlink(missing_ok=True)  # ours: the process exits right after
     _clean_stale_tmp(root)
 
 
