@@ -10,7 +10,7 @@ Workers collect episodes in any order and the writer stores them in index order,
 is the same for any number of workers.
 
     >>> import gymnasium as gym, rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=10)
     >>> rec = collect_episode(env.unwrapped, "partial", episode_id=0, seed=1, task_index=2)
     >>> rec.policy, rec.success, bool(rec.truncations[-1])
     ('partial', False, True)
@@ -289,6 +289,9 @@ def collect_dataset(
         "algorithm_name": f"rgvlm_gym behaviour policy: {policy}",
         "task_suite": {"tasks": tasks, "split": split if tasks == "alfred" else None, "subtasks": subtasks,
                        "randomize_init": bool(randomize_init), "num_tasks": n_tasks},
+        "instructions": ("dataset text" if not randomize_init else "randomized initial states: " + (
+            "step text regenerated from the expert plan in the randomized scene (human step text describes the original placements)"
+            if subtasks else "goal-level text as in the dataset (it says what to achieve, not where things start)")),
         "policy": policy,
         "policy_mix": mix_d,
         "default_policy_mix": DEFAULT_MIX,

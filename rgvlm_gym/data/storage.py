@@ -77,7 +77,7 @@ wrong (unknown id with "did you mean", another environment's dataset, a corrupte
     >>> import gymnasium as gym, os, tempfile, rgvlm_gym
     >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()  # keep ~/.minari clean
     >>> from rgvlm_gym.data.collect import collect_episode
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=10)
     >>> rec = collect_episode(env.unwrapped, "expert", episode_id=0, seed=0, task_index=3, frame_size=224)
     >>> ds = write_dataset("doctest/demo-v0", [rec], env=env, metadata={"note": "hi"})
     >>> back = load_episode(ds, 0)
@@ -105,6 +105,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rgvlm_gym.data.episode import EpisodeRecord
+from rgvlm_gym.envs.versions import ENV_ID, ENV_IDS, VocabularyMismatchError, check_action_names
 from rgvlm_gym.errors import DatasetBusyError, DiskFullError, UsageError
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_ID",
+    "ENV_IDS",
     "FORMAT_VERSION",
     "claim_dataset",
     "clean_stale_temporaries",
@@ -129,7 +131,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 2  # 2: privileged/{cost_to_go,expert_action} and action_masks
-ENV_ID = "rgvlm_gym/AlfredLite-v0"
 META_KEY = "rgvlm_gym"
 _TMP_DIR = ".rgvlm-tmp"
 _LOCK_DIR = ".rgvlm-locks"
@@ -419,13 +420,17 @@ def open_dataset(dataset: MinariDataset | str, *, check_env: bool = True) -> Min
 def _check_rgvlm(ds: MinariDataset) -> dict[str, Any]:
     spec = ds.env_spec
     env_id = getattr(spec, "id", None)
-    if env_id != ENV_ID:
+    if env_id not in ENV_IDS:
         raise DatasetError(f"dataset {ds.id!r} was recorded in environment {env_id!r}, not {ENV_ID!r}; rgvlm-gym reads only its own datasets")
     meta = ds.storage.metadata.get(META_KEY)
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise DatasetError(f"dataset {ds.id!r} has no {META_KEY!r} metadata: it was not written by rgvlm-gym's write_dataset")
     if int(meta["format_version"]) > FORMAT_VERSION:
         raise DatasetError(f"dataset {ds.id!r} has format version {meta['format_version']}, newer than this rgvlm-gym reads ({FORMAT_VERSION}); upgrade rgvlm-gym")
+    try:  # an action index means another action in another vocabulary: refuse, never reinterpret
+        check_action_names(meta.get("action_names") or [], f"dataset {ds.id!r}")
+    except VocabularyMismatchError as exc:
+        raise DatasetError(str(exc)) from None
     return meta
 
 
@@ -715,7 +720,7 @@ def write_dataset(
             assert env is not None
             spec = env.spec
             obs_space, act_space, unwrapped = env.observation_space, env.action_space, env.unwrapped
-        if spec is None or spec.id != ENV_ID:
+        if spec is None or spec.id not in ENV_IDS:
             raise ValueError(f"env must be made with gym.make({ENV_ID!r}, ...) so its spec can be stored; got spec {getattr(spec, 'id', None)!r}")
         base_meta = {
             "action_names": list(unwrapped.action_names),  # type: ignore[attr-defined]

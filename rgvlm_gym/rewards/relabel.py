@@ -12,7 +12,9 @@ What :func:`relabel` does, streaming (memory stays flat however many episodes th
 3. writes the new dataset atomically (:func:`~rgvlm_gym.data.write_dataset`: nothing appears under
    ``out_id`` until every episode is written; an existing id is replaced only with ``force``).
 
-**Rewards of the new dataset.** For a dense labeler (``rgvlm``, ``oracle``, ``success``) the ``rewards``
+**Rewards of the new dataset.** For a dense labeler (``rgvlm``, ``oracle``, ``success``, and the baselines
+``rlvlmf``, ``rating``, ``gvl``, ``clip``, ``blip2``, ``roboclip``: their ``labeler_args`` are set with
+``rgvlm relabel --labeler-arg KEY=VALUE`` / ``--model``) the ``rewards``
 column is the combined reward ``sparse + lam * dense`` (``lam`` defaults to 1.0; the dense part is the
 labeler's per-step reward, RG-VLM's score / 10, in [0, 1]; no normalisation). ``--labeler sparse`` copies
 the sparse reward. Per-step extra columns, each usable as ``rgvlm train --reward COLUMN`` /
@@ -180,6 +182,7 @@ def build_labeler(
     frame_budget: int | None = None,
     long_episodes: str | None = None,
     concurrency: int = 32,
+    labeler_args: Mapping[str, Any] | None = None,
 ) -> Labeler:
     """The labeler :func:`relabel` runs: ``sparse + lam * <name>`` for a dense labeler, the sparse labeler
     for ``"sparse"``; a ``{"type", "params"}`` config or a :class:`Labeler` is used as given.
@@ -193,6 +196,8 @@ def build_labeler(
         long_episodes: ``"segments"`` or ``"subsample"`` for episodes over the frame budget (labelers that
             have the option; None: their default, segments).
         concurrency: the LVLM client's ``max_concurrency`` when the spec does not set it.
+        labeler_args: further constructor arguments of the labeler (``{"model": PATH}`` for ``clip``,
+            ``{"queries_per_episode": 4}`` for ``rlvlmf``...; ``rgvlm relabel --labeler-arg KEY=VALUE``).
 
     Raises:
         ValueError: an unknown labeler (with "did you mean"), a bad LVLM spec, a bad ``lam``.
@@ -209,7 +214,7 @@ def build_labeler(
     from rgvlm_gym.rewards.base import _REGISTRY
 
     cls = _REGISTRY[name]
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(labeler_args or {})
     if cls.uses_lvlm:
         if lvlm is None:
             raise ValueError(f"labeler {name!r} asks an LVLM: pass `lvlm` (e.g. 'sim' or 'openai:gpt-4o')")
@@ -225,7 +230,13 @@ def build_labeler(
             if "long_episodes" not in accepted:
                 raise ValueError(f"labeler {name!r} has no long-episode mode; leave `long_episodes` unset")
             kwargs["long_episodes"] = long_episodes
-    return CombinedLabeler(base=SparseLabeler(), dense=cls(**kwargs), lam=lam)
+        if cls.needs_fit:  # feedback labelers ask their fit-phase queries this many episodes at a time
+            kwargs.setdefault("concurrency", concurrency)
+    try:
+        dense = cls(**kwargs)
+    except TypeError as exc:  # an argument the labeler does not take
+        raise ValueError(f"bad arguments for labeler {name!r} ({', '.join(sorted(kwargs))}): {exc}") from exc
+    return CombinedLabeler(base=SparseLabeler(), dense=dense, lam=lam)
 
 
 def _walk(labeler: Labeler) -> Iterator[Labeler]:
@@ -289,6 +300,8 @@ class RelabelSummary:
     elapsed_s: float
     simulated: bool
     cache: str | None
+    forward_passes: int = 0
+    train_s: float = 0.0
     unlabeled: dict[str, int] = field(default_factory=dict)
     unlabeled_episodes: dict[str, list[int]] = field(default_factory=dict)
     quality: QualityReport | None = None
@@ -302,7 +315,7 @@ class RelabelSummary:
         return self.episodes / self.elapsed_s if self.elapsed_s > 0 else math.nan
 
     def text(self) -> str:
-        """The closing summary; every line says "(simulated LVLM)" when the labels are simulated."""
+        """The closing summary; its first line says so when the labels come from the simulated LVLM."""
         n_unl = self.episodes - self.labeled
         lines = [
             f"Relabeled {self.source} -> {self.out} with {self.labeler['type']}"
@@ -312,6 +325,7 @@ class RelabelSummary:
             f"LVLM calls: {self.calls}",
             f"LVLM calls per episode: {self.calls_per_episode:.2f}; failed calls: {self.failed_calls}",
             f"Tokens: {self.prompt_tokens} in / {self.completion_tokens} out; images: {self.images}",
+            f"Model forward passes: {self.forward_passes}; reward-model training: {self.train_s:.1f} s",
             f"Cost: ${self.cost_usd:.4f}",
         ]
         for why, n in sorted(self.unlabeled.items(), key=lambda kv: -kv[1]):
@@ -321,11 +335,11 @@ class RelabelSummary:
         if self.cache:
             lines.append(f"Label cache: {self.cache}")
         if self.quality is not None:
-            lines.append("Label quality vs the oracle's sub-task progress (dense labels, per step):")
+            lines.append("Label quality vs the dense progress oracle (per step):")
             lines.extend(self.quality.table().splitlines())
-        if self.simulated:
-            lines = [f"{line} {SIM_NOTE}" if line.strip() and SIM_NOTE not in line else line for line in lines]
-            lines.append("Labels come from the simulated LVLM (sim): simulated from ground truth, not a model's judgement.")
+        if self.simulated:  # said once, first: every figure below derives from simulated labels
+            lines.insert(0, "SIMULATED LVLM (sim): the labels and every figure below are simulated from ground truth "
+                            "through an error model, not a model's judgement.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -560,6 +574,7 @@ def relabel(
     quality: bool = True,
     writer_process: bool | None = None,
     max_unlabeled: int | float | str = DEFAULT_MAX_UNLABELED,
+    labeler_args: Mapping[str, Any] | None = None,
 ) -> RelabelSummary:
     """Relabel the Minari dataset ``src`` into the new dataset ``out_id`` (module docstring).
 
@@ -587,6 +602,7 @@ def relabel(
             of the source's episodes, rounded down -- so on a small dataset any failure fails the job).
             Over it, the job stops at once and publishes nothing (:class:`~rgvlm_gym.errors.LabelingError`);
             finished labels stay in the cache, so a re-run resumes.
+        labeler_args: further constructor arguments of a labeler given by name (:func:`build_labeler`).
 
     Returns:
         A :class:`RelabelSummary`.
@@ -626,7 +642,7 @@ def relabel(
         else:
             own_cache = cache_obj = LabelCache(default_cache_path() if cache is True else cache)
         lab = build_labeler(labeler, lvlm=lvlm, lam=lam, cache=cache_obj, frame_budget=frame_budget,
-                            long_episodes=long_episodes, concurrency=concurrency)
+                            long_episodes=long_episodes, concurrency=concurrency, labeler_args=labeler_args)
         _check_source(ds, info, lab)
         return _run(ds, out, lab, info, force=force, concurrency=concurrency, cache=cache_obj, progress=progress,
                     quality=quality, lam=lam, frame_budget=frame_budget, long_episodes=long_episodes,
@@ -722,7 +738,13 @@ def _run(
     metadata = {"relabel": prov, "description": desc + (" " + SIM_NOTE if simulated else "")}
 
     stats = LabelStats()
+    if lab.needs_fit:  # reward-model labelers see the whole dataset first (their LVLM calls are cached too)
+        lab.fit(lambda: (_restore_original(r) for r in iter_episodes(ds, frames=needs_frames or bool(info.get("frames", True)))))
+        fitted = [x.fit_report for x in _walk(lab) if getattr(x, "fit_report", None)]
+        if fitted:  # what the reward model was trained on (queries, answers, accuracy, weights digest)
+            metadata["relabel"]["reward_model"] = fitted[0]
     labels: list[np.ndarray | None] = []
+    values: list[np.ndarray | None] = []
     oracle: list[np.ndarray] = []
     groups: dict[str, list[Any]] = {"task_type": [], "n_subtasks": []}
     unlabeled_eps: dict[str, list[int]] = {}
@@ -754,6 +776,8 @@ def _run(
                 steps += len(rec)
                 if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
                     labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
+                    vals = res.meta.get("dense_meta", res.meta).get("values")
+                    values.append(None if vals is None or len(vals) != len(rec) + 1 else np.asarray(vals, np.float64))
                     oracle.append(oracle_contributions(rec))
                     groups["task_type"].append(str(rec.task.get("task_type", "?")))
                     groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
@@ -766,8 +790,9 @@ def _run(
     def summary(partial: bool = False) -> RelabelSummary:
         report = None
         if labels and not partial:
-            report = label_quality(labels, oracle, groups, note=f"labels from {lvlm_spec} {SIM_NOTE}" if simulated else "")
+            report = label_quality(labels, oracle, groups, values=values, note=f"labels from {lvlm_spec} {SIM_NOTE}" if simulated else "")
         snaps = [x.usage.snapshot() for x in lvlms]
+        extra = lab.extra_cost()  # calls and tokens of a fit phase, model forward passes, training time
         return RelabelSummary(
             source=ds.id,
             out=out,
@@ -777,11 +802,11 @@ def _run(
             steps=steps,
             labeled=stats.labeled,
             cached=stats.cached,
-            calls=stats.calls,
+            calls=stats.calls + int(extra.get("calls", 0)),
             failed_calls=sum(s.failures for s in snaps),
-            prompt_tokens=stats.prompt_tokens,
-            completion_tokens=stats.completion_tokens,
-            images=stats.images,
+            prompt_tokens=stats.prompt_tokens + int(extra.get("prompt_tokens", 0)),
+            completion_tokens=stats.completion_tokens + int(extra.get("completion_tokens", 0)),
+            images=stats.images + int(extra.get("images", 0)),
             cost_usd=sum(s.cost_usd for s in snaps),
             elapsed_s=stats.elapsed_s,
             simulated=simulated or stats.simulated,
@@ -789,6 +814,8 @@ def _run(
             unlabeled={reasons[k]: len(v) for k, v in unlabeled_eps.items()},
             unlabeled_episodes={reasons[k]: v[:10] for k, v in unlabeled_eps.items()},
             quality=report,
+            forward_passes=int(extra.get("forward_passes", 0)),
+            train_s=float(extra.get("train_s", 0.0)),
         )
 
     records = labeled()

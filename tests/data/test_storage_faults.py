@@ -66,7 +66,7 @@ def test_truncated_action_names(src: Path) -> None:
     meta = json.loads(meta_path.read_text())
     meta["rgvlm_gym"]["action_names"] = meta["rgvlm_gym"]["action_names"][:5]
     meta_path.write_text(json.dumps(meta))
-    _refused("'action_names' must name each of the")
+    _refused("another action vocabulary|'action_names' must name each of the")
 
 
 def test_random_bytes_in_the_hdf5_file_never_escape_as_a_traceback(src: Path) -> None:
