@@ -41,8 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rgvlm_gym.commands.common import check_device
     from rgvlm_gym.data import dataset_info
     from rgvlm_gym.rl.training import TrainConfig, train
+
+    check_device(args.device)  # a device torch cannot use is the user's error, before minutes of loading
 
     eval_env = None
     if args.eval_split is not None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EpisodePlan", "collect_dataset", "collect_episode", "episode_plan", "summarize"]
 
+_EPISODE_BYTES = 1 << 30  # most memory one collected episode may take (frames + images)
+
 
 @dataclass(frozen=True)
 class EpisodePlan:
@@ -251,6 +253,12 @@ def collect_dataset(
         raise ValueError(f"Expect `workers` to be positive, actually: {workers}")
     if int(frame_size) < 224:
         raise ValueError(f"frame_size must be >= 224 (LVLMs read the labels), got {frame_size}")
+    # an episode is held in memory until it is written (frames and images of every step): bound it
+    step_bytes = 3 * (int(frame_size) ** 2 + int(image_size) ** 2)
+    if not 1 <= int(max_steps) <= _EPISODE_BYTES // step_bytes:
+        raise ValueError(f"Expect `max_steps` to be in 1..{_EPISODE_BYTES // step_bytes:,} with {frame_size} px frames and "
+                         f"{image_size} px images (an episode is held in memory, {step_bytes / 1e3:.0f} KB a step, at most "
+                         f"{_EPISODE_BYTES >> 30} GiB), actually: {max_steps}")
     from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
 
     did = str(parse_dataset_id(dataset_id))
@@ -310,13 +318,20 @@ def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
 
     ds = open_dataset(dataset)
     stats: dict[str, list[tuple[bool, int, float]]] = {}
-    with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
-        for i in ds.episode_indices:
-            g = f[f"episode_{int(i)}"]
-            term = g["terminations"][()]
-            prog = g["privileged/subtask_progress"][()]
-            n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
-            stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    i = None
+    try:
+        with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
+            for i in ds.episode_indices:
+                g = f[f"episode_{int(i)}"]
+                term = g["terminations"][()]
+                prog = g["privileged/subtask_progress"][()]
+                n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
+                stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # damaged bytes, however HDF5 says it
+        from rgvlm_gym.data.storage import DatasetError
+
+        where = "" if i is None else f" episode {int(i)}"
+        raise DatasetError(f"dataset {ds.id!r}{where}: cannot be read (corrupted?): {type(exc).__name__}: {exc}") from exc
     out: dict[str, dict[str, float]] = {}
     for name in sorted(stats, key=lambda k: (k == "all", k)):
         rows = stats[name]
