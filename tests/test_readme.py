@@ -27,7 +27,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_the_environment_and_evaluation_examples_are_doctests() -> None:
-    assert any('gym.make("rgvlm_gym/AlfredLite-v0"' in b for b in DOCTEST_BLOCKS)
+    assert any('gym.make("rgvlm_gym/AlfredLite-v1"' in b for b in DOCTEST_BLOCKS)
     assert any("evaluate(" in b for b in DOCTEST_BLOCKS)
 
 

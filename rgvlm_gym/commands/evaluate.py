@@ -73,15 +73,13 @@ def run(args: argparse.Namespace) -> int:
         if not default_alfred_dir():
             raise ValueError("--tasks alfred needs --alfred-dir (or $RGVLM_GYM_ALFRED_DIR)")
 
-    import d3rlpy
-
-    import rgvlm_gym.rl  # noqa: F401  (registers DiscreteIQL and the encoder with d3rlpy)
+    from rgvlm_gym.commands.common import load_model
     from rgvlm_gym.rl.evaluation import d3rlpy_policy, evaluate
     from rgvlm_gym.rl.threads import default_num_threads, set_num_threads
 
     threads = set_num_threads(args.threads)
     workers = args.workers if args.workers is not None else default_num_threads()
-    algo = d3rlpy.load_learnable(str(model), device=args.device)
+    algo = load_model(model, args.device)
     report = evaluate(
         d3rlpy_policy(algo, greedy=not args.sample),
         env_kwargs,

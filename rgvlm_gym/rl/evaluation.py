@@ -76,8 +76,9 @@ Z95 = 1.959963984540054
 class Policy(Protocol):
     """A batch policy: observations (dicts with ``"image"`` and ``"instruction"``) -> action indices.
 
-    A policy that also takes ``masks`` (``(batch, n_actions)`` 0/1, or ``None``) must act only where the mask
-    is 1; one that does not is called without them (and the report says masks were not applied). A policy
+    A policy with a second positional parameter also gets the environments' ``infos``. A policy that takes
+    ``masks`` (keyword, ``(batch, n_actions)`` 0/1, or ``None``) must act only where the mask is 1; one that
+    does not is called without them (and the report says masks were not applied). A policy
     with a ``prepare(instructions, progress)`` attribute is given every instruction of the evaluation up front
     (:func:`d3rlpy_policy` embeds them in one batched pass).
     """
@@ -333,8 +334,8 @@ def random_policy(seed: int = 0) -> Policy:
     (the floor every learned policy must beat).
 
     >>> act = random_policy(seed=0)
-    >>> masks = np.zeros((50, 229), np.int8); masks[:, [3, 7]] = 1
-    >>> sorted(set(act([{}] * 50, masks).tolist()))
+    >>> masks = np.zeros((50, 300), np.int8); masks[:, [3, 7]] = 1
+    >>> sorted(set(act([{}] * 50, masks=masks).tolist()))
     [3, 7]
     """
     from rgvlm_gym.envs.alfred_lite import action_vocabulary
@@ -342,7 +343,8 @@ def random_policy(seed: int = 0) -> Policy:
     rng = np.random.default_rng(seed)
     n = len(action_vocabulary())
 
-    def act(observations: Sequence[dict[str, Any]], masks: np.ndarray | None = None) -> np.ndarray:
+    def act(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]] | None = None,
+            masks: np.ndarray | None = None) -> np.ndarray:
         if masks is None:
             return rng.integers(n, size=len(observations))
         m = np.asarray(masks, dtype=bool)
@@ -412,7 +414,8 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     """A trained discrete d3rlpy algorithm on ``(image, instruction embedding)`` tuples as a batch policy.
 
     The instruction goes through the same frozen, cached encoder as :func:`rgvlm_gym.data.to_d3rlpy`. A
-    model trained on ``(image, instruction, action mask)`` observations (``to_d3rlpy(action_masks=True)``)
+    model trained on another action vocabulary (an older AlfredLite) is refused with
+    :class:`rgvlm_gym.envs.versions.VocabularyMismatchError`. A model trained on ``(image, instruction, action mask)`` observations (``to_d3rlpy(action_masks=True)``)
     gets each observation's ``"action_mask"`` (which :func:`evaluate` adds) as its third input, whatever
     ``masks`` says; such a DiscreteIQL decodes over admissible actions by itself.
     Called with ``masks`` it picks the best admissible action (see :func:`action_scores`); ``greedy=False``
@@ -423,14 +426,17 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     from d3rlpy.torch_utility import convert_to_torch_recursively
 
     from rgvlm_gym.data.embeddings import InstructionEmbedder
+    from rgvlm_gym.envs.versions import check_action_names
 
+    if getattr(algo, "action_size", None) is not None:
+        check_action_names(int(algo.action_size), "this model")
     embed = InstructionEmbedder(encoder)
     table: dict[str, np.ndarray] = {}
     gen = torch.Generator().manual_seed(int(seed))
     shape = algo.impl.observation_shape if algo.impl is not None else None
     observes_mask = bool(shape) and isinstance(shape[0], list | tuple) and len(shape) == 3
 
-    def inputs(observations: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    def inputs(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]] | None) -> list[np.ndarray]:
         texts = [o["instruction"] for o in observations]
         new = sorted({t for t in texts if t not in table})
         if new:
@@ -442,6 +448,8 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
             images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), Image.Resampling.BOX)) for im in images])
         x = [np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.stack([table[t] for t in texts])]
         if observes_mask:  # a model trained on (image, instruction, admissible-action mask) observations
+            if infos is not None and any(o.get("action_mask") is None for o in observations):
+                observations = [{**o, "action_mask": i.get("action_mask")} for o, i in zip(observations, infos, strict=True)]
             if any(o.get("action_mask") is None for o in observations):
                 raise ValueError("this model observes admissible-action masks (trained with action_masks=True), "
                                  "but the observations carry none (evaluate() adds info['action_mask'] to them)")
@@ -454,8 +462,9 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
         if new:
             table.update(zip(new, embed(new, progress=progress), strict=True))
 
-    def act(observations: Sequence[dict[str, Any]], masks: np.ndarray | None = None) -> np.ndarray:
-        x = inputs(observations)
+    def act(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]] | None = None,
+            masks: np.ndarray | None = None) -> np.ndarray:
+        x = inputs(observations, infos)
         if masks is None:
             out = algo.predict(x) if greedy else algo.sample_action(x)
             return np.asarray(out).reshape(-1)
@@ -475,6 +484,15 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     act.prepare = prepare  # type: ignore[attr-defined]
     act.observes_action_mask = observes_mask  # type: ignore[attr-defined]
     return act
+
+
+def _accepts_infos(policy: Any) -> bool:
+    try:
+        params = list(inspect.signature(policy).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def _accepts_masks(policy: Any) -> bool:
@@ -530,8 +548,9 @@ def _rollouts(
 
     envs = list(envs or [])
     while len(envs) < min(batch_size, len(jobs)):
-        envs.append(gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped)
+        envs.append(gym.make("rgvlm_gym/AlfredLite-v1", **kwargs).unwrapped)
     results: dict[int, EvalEpisode] = {}
+    with_infos = _accepts_infos(policy)
     pending = deque(jobs)
     slots: list[dict[str, Any] | None] = [None] * len(envs)
     masks_seen = False
@@ -569,14 +588,17 @@ def _rollouts(
         raw = [slots[i]["info"].get("action_mask") for i in active]  # type: ignore[index]
         # the mask is part of what the agent sees (a model may observe it), whether or not decoding is restricted
         obs = [{**slots[i]["obs"], "action_mask": m} if m is not None else slots[i]["obs"] for i, m in zip(active, raw, strict=True)]  # type: ignore[index]
+        args: list[Any] = [obs]
+        if with_infos:
+            args.append([slots[i]["info"] for i in active])  # type: ignore[index]
         if use_masks:
             if all(m is not None for m in raw):
                 masks_seen = True
-                actions = policy(obs, masks=np.stack(raw))
+                actions = policy(*args, masks=np.stack(raw))
             else:  # an environment without masks: the policy acts unmasked
-                actions = policy(obs, masks=None)
+                actions = policy(*args, masks=None)
         else:
-            actions = policy(obs)
+            actions = policy(*args)
         for i, a in zip(active, np.asarray(actions).reshape(-1), strict=True):
             s = slots[i]
             assert s is not None
@@ -608,7 +630,7 @@ def evaluate(
     Args:
         policy: maps a batch of observations (and, if it takes them, ``masks``) to actions (see
             :func:`d3rlpy_policy`).
-        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v0", **env_kwargs)`` arguments (the task suite).
+        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v1", **env_kwargs)`` arguments (the task suite).
         episodes_per_k: tasks drawn per sub-task count, per seed and per initial-state kind.
         seeds: evaluation seeds (task draw, reset seed, randomized placement).
         randomize: evaluate from the dataset's initial states (False) and/or randomized ones (True).
@@ -641,7 +663,7 @@ def evaluate(
     elif "torch" in sys.modules:
         threads = int(sys.modules["torch"].get_num_threads())
     kwargs = {k: v for k, v in env_kwargs.items() if k != "randomize_init"}
-    probe = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped
+    probe = gym.make("rgvlm_gym/AlfredLite-v1", **kwargs).unwrapped
     jobs = [(seed, rand, idx) for seed in seeds for rand in randomize for idx in _select_tasks(probe, episodes_per_k, seed, subtask_counts)]
     use_masks = bool(action_mask) and _accepts_masks(policy)
     prepare = getattr(policy, "prepare", None)
