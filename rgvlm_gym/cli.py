@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relabel": ("relabel", "relabel a dataset with LVLM (RG-VLM) rewards into a new dataset, cached and resumable"),
     "inspect": ("inspect", "show one episode's frames, actions, LVLM analysis and scores as HTML / PNG"),
     "train": ("train", "train a d3rlpy algorithm (DiscreteIQL, CQL, BCQ, BC) on a dataset"),
-    "evaluate": ("evaluate", "roll a trained policy out and report success by number of sub-tasks"),
+    "evaluate": ("evaluate", "roll a trained policy out and report task completion and success by number of sub-tasks"),
     "quickstart": ("quickstart", "the whole pipeline, small: collect, relabel, train sparse vs RG-VLM, evaluate"),
 }
 
