@@ -83,9 +83,10 @@ def train(args: Args, rgvlm: list[str], alfred_dir: str, work: Path) -> None:
     subprocess.run([*rgvlm, "collect", "--tasks", "alfred", "--alfred-dir", alfred_dir, "--split", "train", "--subtasks", "1-6",
                     "--episodes", str(args.train_episodes), "--policy", "mixed", "--dataset-id", "bench/eval-train-v0",
                     "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+    # (image, instruction) observations and plain output units: the old evaluation code can run this model too
     subprocess.run([*rgvlm, "train", "bench/eval-train-v0", "--algo", "iql", "--steps", str(args.train_steps),
-                    "--steps-per-epoch", str(args.train_steps), "--out", str(work / "run")], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                    "--steps-per-epoch", str(args.train_steps), "--no-action-masks", "--no-action-text", "--out", str(work / "run")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
