@@ -66,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
           f"at {ds.storage.data_path} in {dt:.1f} s ({ds.total_episodes / dt:.1f} episodes/s)")
     print(format_summary(summarize(ds)))
     if not args.no_embed:
-        print("the instructions' MiniLM embeddings are cached (computed while collecting), ready for to_d3rlpy")
+        print("cached the MiniLM embeddings of the instructions (computed while collecting), ready for to_d3rlpy")
     return 0
