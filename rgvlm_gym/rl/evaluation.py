@@ -340,11 +340,12 @@ def random_policy(seed: int = 0) -> Policy:
     """
     from rgvlm_gym.envs.alfred_lite import action_vocabulary
 
-    rng = np.random.default_rng(seed)
+    state = {"rng": np.random.default_rng(seed)}
     n = len(action_vocabulary())
 
     def act(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]] | None = None,
             masks: np.ndarray | None = None) -> np.ndarray:
+        rng = state["rng"]
         if masks is None:
             return rng.integers(n, size=len(observations))
         m = np.asarray(masks, dtype=bool)
@@ -354,6 +355,11 @@ def random_policy(seed: int = 0) -> Policy:
         u = rng.random(len(m))[:, None] * cdf[:, -1:]
         return (cdf <= u).sum(axis=1).astype(np.int64)
 
+    def reseed(key: int) -> None:
+        """A stream of its own per chunk of episodes (forked workers would otherwise share one)."""
+        state["rng"] = np.random.default_rng([seed, key])
+
+    act.reseed = reseed  # type: ignore[attr-defined]
     return act
 
 
@@ -529,6 +535,9 @@ def _init_rollout_worker() -> None:
 
 def _rollout_chunk(chunk: list[tuple[int, tuple[int, bool, int]]]) -> tuple[dict[int, EvalEpisode], bool]:
     f = _FORKED
+    reseed = getattr(f["policy"], "reseed", None)
+    if callable(reseed):  # a random policy: its own stream per chunk, not the parent's copied state
+        reseed(chunk[0][0])
     return _rollouts(f["policy"], f["kwargs"], chunk, f["batch_size"], f["use_masks"], None)
 
 

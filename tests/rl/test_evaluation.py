@@ -166,3 +166,27 @@ def test_worker_processes_give_the_same_episodes() -> None:
     two = evaluate(d3rlpy_policy(algo), ENV, workers=2, **kw)
     assert two.meta["workers"] == 2 and two.meta["action_mask"] is True
     assert one.episodes == two.episodes
+
+
+def test_random_policy_reseeds_per_chunk_of_a_worker() -> None:
+    from rgvlm_gym.rl.evaluation import _rollout_chunk
+
+    act = random_policy(0)
+    obs = [{}] * 64
+    act.reseed(0)
+    a0 = act(obs)
+    act.reseed(4)
+    a4 = act(obs)
+    act.reseed(0)
+    assert (act(obs) == a0).all() and not (a0 == a4).all()
+    # the forked-worker entry point reseeds by the chunk's first episode index
+    seen = []
+    act.reseed = seen.append
+    from rgvlm_gym.rl import evaluation
+
+    evaluation._FORKED.update(policy=act, kwargs=ENV, batch_size=2, use_masks=False)
+    try:
+        _rollout_chunk([(8, (0, False, 1))])
+    finally:
+        evaluation._FORKED.clear()
+    assert seen == [8]
