@@ -87,11 +87,9 @@ def test_malformed_traj_data_is_reported_and_skipped(small_split: Path) -> None:
 
     report = load_split(small_split, "valid_seen")
     assert report.trajectories == 8
-    assert sum(report.skipped.values()) >= 3
-    examples = " ".join(report.examples.values())
-    for name in ("bad-poses", "bad-anns", "bad-nested"):
-        assert name in examples, report.summary()
-    assert report.tasks  # the good ones load
+    malformed = sum(n for why, n in report.skipped.items() if "malformed" in why or "JSON" in why or "field" in why)
+    assert malformed == 3, report.summary()  # each bad file reported (none aborts the split)
+    assert report.tasks and not any("bad-" in str(getattr(t, "source", "")) for t in report.tasks)
     env = gym.make("rgvlm_gym/AlfredLite-v0", tasks="alfred", alfred_dir=str(small_split), split="valid_seen")
     assert env.unwrapped.num_tasks == len(report.tasks)
 
