@@ -91,19 +91,13 @@ def evaluate_masked(algo, envs, tasks, embed, masks_in: bool, decode_mask: bool)
     return out
 
 
-def envs_names() -> list[str]:
-    from rgvlm_gym.envs.alfred_lite import action_vocabulary
-
-    return [f"{v} {t.lower()}" for v, t in action_vocabulary()]
-
-
 def main() -> None:
     args = parse()
     import d3rlpy
     import gymnasium as gym
 
     import rgvlm_gym  # noqa: F401
-    from rgvlm_gym.data import to_d3rlpy
+    from rgvlm_gym.data import dataset_info, to_d3rlpy
     from rgvlm_gym.data.embeddings import InstructionEmbedder
     from rgvlm_gym.rl import DiscreteIQLConfig, LanguageConditionedEncoderFactory
     from rgvlm_gym.rl.threads import set_num_threads
@@ -118,7 +112,7 @@ def main() -> None:
         encoder_factory=LanguageConditionedEncoderFactory(filters=filters, feature_size=args.feature_size),
         batch_size=args.batch_size, actor_learning_rate=args.lr, critic_learning_rate=args.lr,
         expectile=args.expectile, weight_temp=args.weight_temp, gamma=args.gamma,
-        action_names=list(envs_names()) if args.action_text else [],
+        action_names=list(dataset_info(args.dataset)["action_names"]) if args.action_text else [],
     ).create(device="cpu")
 
     env_kwargs = {"tasks": "alfred", "alfred_dir": args.alfred_dir, "split": args.eval_split, "subtasks": "1-6"}
