@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relabel": ("relabel", "relabel a dataset with LVLM (RG-VLM) rewards into a new dataset, cached and resumable"),
     "inspect": ("inspect", "show one episode's frames, actions, LVLM analysis and scores as HTML / PNG"),
     "train": ("train", "train a d3rlpy algorithm (DiscreteIQL, CQL, BCQ, BC) on a dataset"),
-    "evaluate": ("evaluate", "roll a trained policy out and report success by number of sub-tasks"),
+    "evaluate": ("evaluate", "roll a trained policy out and report task completion and success by number of sub-tasks"),
     "quickstart": ("quickstart", "the whole pipeline, small: collect, relabel, train sparse vs RG-VLM, evaluate"),
 }
 
@@ -53,6 +53,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rgvlm`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from rgvlm_gym.console import quiet_foreign_output
+
+    quiet_foreign_output()  # d3rlpy's info/debug logs and colour codes in pipes are not the user's business
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:

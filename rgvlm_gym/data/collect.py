@@ -240,10 +240,13 @@ def collect_dataset(
     max_steps: int = 50,
     force: bool = False,
     progress: bool = True,
+    embed: bool = True,
 ) -> MinariDataset:
     """Collect ``episodes`` episodes into the Minari dataset ``dataset_id`` (see ``rgvlm collect --help``).
 
-    Returns the dataset; per-policy success is in :func:`summarize`.
+    Returns the dataset; per-policy success is in :func:`summarize`. With ``embed`` the instructions' MiniLM
+    embeddings are computed into the shared cache while collecting (:class:`~rgvlm_gym.data.embeddings.
+    EmbeddingPrefetcher`), so that ``to_d3rlpy`` finds them.
     """
     if int(episodes) < 1:
         raise ValueError(f"Expect `episodes` to be positive, actually: {episodes}")
@@ -267,8 +270,11 @@ def collect_dataset(
     mix_d = parse_mix(mix) if policy == "mixed" else {policy: 1.0}
     env_kwargs: dict[str, Any] = {"tasks": tasks, "image_size": int(image_size), "render_size": int(frame_size), "max_steps": int(max_steps)}
     if tasks == "alfred":
+        from rgvlm_gym.alfred.paths import default_alfred_dir
+
+        alfred_dir = alfred_dir or default_alfred_dir()
         if not alfred_dir:
-            raise ValueError("--tasks alfred needs --alfred-dir, the path of ALFRED's json_2.1.0 folder")
+            raise ValueError("--tasks alfred needs --alfred-dir (or $RGVLM_GYM_ALFRED_DIR), the path of ALFRED's json_2.1.0 folder")
         if not os.path.isdir(alfred_dir):
             raise FileNotFoundError(f"--alfred-dir {alfred_dir!r} is not a directory")
         env_kwargs.update(alfred_dir=os.path.abspath(alfred_dir), split=split)
@@ -304,10 +310,19 @@ def collect_dataset(
     }
     init_args = (env_kwargs, int(seed), n_tasks, policy, mix_d, int(frame_size))
     records = _records(int(episodes), workers, init_args)
+    prefetch = None
+    if embed:
+        from rgvlm_gym.data.embeddings import EmbeddingPrefetcher
+
+        prefetch = EmbeddingPrefetcher()
     try:
-        return write_dataset(did, records, env=env, metadata=metadata, force=force, progress=int(episodes) if progress else False)
+        ds = write_dataset(did, prefetch.watch(records) if prefetch else records, env=env, metadata=metadata, force=force,
+                           progress=int(episodes) if progress else False)
     finally:
         records.close()  # stops the pool now, not when the generator is collected
+        if prefetch is not None:
+            prefetch.close(progress=progress)
+    return ds
 
 
 def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:

@@ -187,9 +187,10 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         self.render_mode = render_mode
         self.load_report = None
         if tasks == "alfred":
-            if not alfred_dir:
-                raise ValueError("tasks='alfred' needs alfred_dir, the path of ALFRED's json_2.1.0 folder")
+            from rgvlm_gym.alfred.paths import resolve_alfred_dir
             from rgvlm_gym.alfred.traj import load_split
+
+            alfred_dir = resolve_alfred_dir(alfred_dir)  # a recorded path from another machine: $RGVLM_GYM_ALFRED_DIR
 
             report = load_split(alfred_dir, split, subtasks=subtasks, layouts_dir=layouts_dir)
             self.load_report = report

@@ -121,6 +121,7 @@ __all__ = [
     "RELABEL_STEP_COLUMNS",
     "RelabelSummary",
     "build_labeler",
+    "labeler_title",
     "default_cache_path",
     "relabel",
     "relabel_labelers",
@@ -239,6 +240,21 @@ def build_labeler(
     return CombinedLabeler(base=SparseLabeler(), dense=dense, lam=lam)
 
 
+def labeler_title(config: Mapping[str, Any]) -> str:
+    """A labeler config as people name it: ``sparse + 0.5 * rgvlm`` for a combination, else its type.
+
+    >>> labeler_title({"type": "combined", "params": {"base": {"type": "sparse"}, "dense": {"type": "oracle"}, "lam": 0.5}})
+    'sparse + 0.5 * oracle'
+    >>> labeler_title({"type": "rgvlm", "params": {}})
+    'rgvlm'
+    """
+    params = config.get("params") or {}
+    if config.get("type") == "combined" and isinstance(params.get("dense"), Mapping):
+        base = labeler_title(params["base"]) if isinstance(params.get("base"), Mapping) else "sparse"
+        return f"{base} + {params.get('lam', 1.0):g} * {labeler_title(params['dense'])}"
+    return str(config.get("type", "?"))
+
+
 def _walk(labeler: Labeler) -> Iterator[Labeler]:
     todo = [labeler]
     while todo:
@@ -318,7 +334,7 @@ class RelabelSummary:
         """The closing summary; its first line says so when the labels come from the simulated LVLM."""
         n_unl = self.episodes - self.labeled
         lines = [
-            f"Relabeled {self.source} -> {self.out} with {self.labeler['type']}"
+            f"Relabeled {self.source} -> {self.out} with {labeler_title(self.labeler)}"
             + (f" ({self.lvlm})" if self.lvlm else ""),
             f"Episodes: {self.episodes} ({self.labeled} labeled, {self.cached} from the cache, {n_unl} unlabeled), "
             f"{self.steps} steps in {self.elapsed_s:.1f} s ({self.episodes_per_s:.1f} episodes/s)",
@@ -734,7 +750,7 @@ def _run(
     prov = _redact(prov)
     step_cols = list(dict.fromkeys([*[c for c in info.get("extra_step_columns", []) if c not in RELABEL_STEP_COLUMNS], *RELABEL_STEP_COLUMNS]))
     ep_cols = list(dict.fromkeys([*[c for c in info.get("extra_episode_columns", []) if c not in RELABEL_EPISODE_COLUMNS], *RELABEL_EPISODE_COLUMNS]))
-    desc = f"{ds.id} relabeled by rgvlm-gym with {lab.name}" + (f" ({lvlm_spec})" if lvlm_spec else "")
+    desc = f"{ds.id} relabeled by rgvlm-gym with {labeler_title(lab.config)}" + (f" ({lvlm_spec})" if lvlm_spec else "")
     metadata = {"relabel": prov, "description": desc + (" " + SIM_NOTE if simulated else "")}
 
     stats = LabelStats()
