@@ -131,13 +131,13 @@ def learning_curves(runs: Sequence[Mapping[str, Any]], path: str | Path, *, simu
         for label, by_step in data[m].items():
             steps = sorted(by_step)
             mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
-            ax.plot(steps, mean, label=label)
+            ax.plot(steps, mean, label=label, marker="o" if len(steps) < 20 else None, markersize=3)
             ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps], alpha=0.15)
         ax.set_title(m)
         ax.set_xlabel("gradient steps")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Training curves" + (_SIM if simulated else ""))
+    fig.suptitle("Training curves" + (_SIM if simulated else ""), y=1.03)
     fig.text(0.5, -0.05, f"lines: mean over {'/'.join(map(str, n_seeds))} training seeds; bands: min-max across seeds",
              ha="center", fontsize=8)
     return _save(fig, path)

@@ -209,7 +209,8 @@ def _marker_ok(marker: Path, cmd: Sequence[str]) -> bool:
         return False
 
 
-def plan(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = False) -> tuple[list[Job], list[RunInfo]]:
+def plan(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = False,
+         cores: int | None = None) -> tuple[list[Job], list[RunInfo]]:
     """The jobs of a benchmark and its runs; jobs already done (and datasets that match) are marked done.
 
     Raises:
@@ -220,7 +221,7 @@ def plan(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = 
     from rgvlm_gym.rewards.relabel import relabel_labelers
 
     out = Path(out)
-    threads = threads_per_job(jobs)
+    threads = threads_per_job(jobs, cores)
     available = set(relabel_labelers())
     d = cfg.dataset
     src = f"{cfg.namespace}/source-v0"
@@ -441,18 +442,21 @@ def run_jobs(job_list: list[Job], log_dir: str | Path, *, jobs: int = 1, threads
     return status
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = False,
-                  echo: Callable[[str], None] = print) -> tuple[dict[str, str], list[RunInfo]]:
-    """Plan, run what is not done, and return the job statuses and the runs (see :func:`plan`)."""
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = False, cores: int | None = None,
+                  echo: Callable[[str], None] = print) -> tuple[dict[str, str], list[Job], list[RunInfo]]:
+    """Plan, run what is not done, and return the job statuses, the jobs and the runs (see :func:`plan`).
+
+    ``cores``: the CPU budget shared by the ``jobs`` sub-processes (default: this process's cores).
+    """
     out = Path(out)
-    job_list, runs = plan(cfg, out, jobs=jobs, force=force)
+    job_list, runs = plan(cfg, out, jobs=jobs, force=force, cores=cores)
     done = sum(j.done for j in job_list)
-    threads = threads_per_job(jobs)
+    threads = threads_per_job(jobs, cores)
     echo(f"benchmark {cfg.name}: {len(job_list)} jobs ({done} already done), {len(runs)} runs; "
          f"{jobs} at a time x {threads} thread(s)")
     atomic_write_text(out / "config.json", json.dumps(cfg.raw, indent=1, default=str))
     status = run_jobs(job_list, out / "logs", jobs=jobs, threads=threads, echo=echo)
-    return status, runs
+    return status, job_list, runs
 
 
 def load_runs(out: str | Path) -> list[Mapping[str, Any]]:
