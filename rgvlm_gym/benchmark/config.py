@@ -34,8 +34,8 @@ A config is a TOML file (YAML too, where PyYAML is installed) with these tables;
     seeds = [0]
     randomize_init = true
 
-    [quick]                          # `--quick`: these values replace the ones above
-    dataset = { episodes = 200 }
+    [quick]                          # `--quick`: these values replace the ones above (and the
+    dataset = { episodes = 200 }     # namespace gets "-quick", so quick and full datasets never mix)
     train = { steps = 300 }
 
 Rewards: ``sparse`` (the environment's), ``NAME`` (labeler ``NAME`` alone), ``sparse+NAME`` (sparse +
@@ -195,6 +195,8 @@ class BenchmarkConfig:
         """Parse a config mapping; ``quick`` applies its ``[quick]`` table."""
         data = copy.deepcopy(dict(data))
         quick_table = data.pop("quick", {}) or {}
+        if quick and "namespace" not in quick_table:  # quick datasets never collide with the full ones
+            quick_table["namespace"] = f"{data.get('namespace') or 'bench-' + str(data.get('name'))}-quick"
         if quick:
             for key, value in quick_table.items():
                 if isinstance(value, Mapping) and isinstance(data.get(key), Mapping):

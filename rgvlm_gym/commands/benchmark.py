@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
@@ -41,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, quick=args.quick)
     threads = threads_per_job(args.jobs)
     t0 = time.perf_counter()
-    job_list, runs = plan(cfg, args.out, jobs=args.jobs, force=args.force)
+    with warnings.catch_warnings(record=True) as caught:  # optional labelers that are missing: one line each
+        warnings.simplefilter("always")
+        job_list, runs = plan(cfg, args.out, jobs=args.jobs, force=args.force)
+    for w in caught:
+        print(f"warning: {w.message}")
     done = sum(j.done for j in job_list)
     print(f"benchmark {cfg.name}{' (quick)' if args.quick else ''}: {len(job_list)} jobs, {done} already done; "
           f"{len(runs)} runs; {args.jobs} at a time x {threads} thread(s)")
