@@ -45,11 +45,17 @@ __all__ = [
 ]
 
 
-def to_d3rlpy(dataset: MinariDataset | str, reward: str = "rewards", image_size: int | None = None, encoder: str = "minilm") -> ReplayBuffer:
+def to_d3rlpy(
+    dataset: MinariDataset | str,
+    reward: str = "rewards",
+    image_size: int | None = None,
+    encoder: str = "minilm",
+    action_masks: bool = False,
+) -> ReplayBuffer:
     """See :func:`rgvlm_gym.data.convert.to_d3rlpy` (imported lazily: d3rlpy and torch are slow to import)."""
     from rgvlm_gym.data.convert import to_d3rlpy as _to_d3rlpy
 
-    return _to_d3rlpy(dataset, reward=reward, image_size=image_size, encoder=encoder)
+    return _to_d3rlpy(dataset, reward=reward, image_size=image_size, encoder=encoder, action_masks=action_masks)
 
 
 def collect_dataset(dataset_id: str, **kwargs: Any) -> MinariDataset:

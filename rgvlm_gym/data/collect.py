@@ -89,6 +89,9 @@ def collect_episode(
     frame_list = [env.render_frame(frame_size).copy()] if frames else None
     progress = [info["subtask_progress"][0]]
     gcs = [info["goal_conditions"][0]]
+    # privileged ground truth of the dense progress oracle: the expert plan's length and first action
+    expert = [env.expert_cost_to_go()]
+    masks = [info["action_mask"]]
     task = dict(info["task"])
     actions: list[int] = []
     rewards: list[float] = []
@@ -113,6 +116,8 @@ def collect_episode(
             frame_list.append(env.render_frame(frame_size).copy())
         progress.append(info["subtask_progress"][0])
         gcs.append(info["goal_conditions"][0])
+        expert.append(env.expert_cost_to_go())
+        masks.append(info["action_mask"])
         if term or trunc:
             break
     return EpisodeRecord(
@@ -131,7 +136,11 @@ def collect_episode(
         policy=pol.name,
         seed=int(seed),
         goal_conditions=np.asarray(gcs, dtype=np.int64),
+        cost_to_go=np.asarray([c for c, _ in expert], dtype=np.int64),
+        expert_actions=np.asarray([a for _, a in expert], dtype=np.int64),
+        action_masks=np.stack(masks).astype(np.uint8),
     )
+
 
 
 # -- worker side -----------------------------------------------------------------------------------

@@ -55,8 +55,13 @@ def to_d3rlpy(
     reward: str = "rewards",
     image_size: int | None = None,
     encoder: str = "minilm",
+    action_masks: bool = False,
 ) -> ReplayBuffer:
     """A d3rlpy ``ReplayBuffer`` (InfiniteBuffer) with ``(image, instruction embedding)`` observations.
+
+    With ``action_masks=True`` observations are ``(image, embedding, action mask)``: the third element is
+    the state's admissible actions (``info["action_mask"]`` as float32 0/1), which the agent also sees at
+    run time; :class:`~rgvlm_gym.rl.DiscreteIQL` then decodes over admissible actions only.
 
     Args:
         dataset: a dataset id or :class:`minari.MinariDataset` written by rgvlm-gym.
@@ -64,6 +69,7 @@ def to_d3rlpy(
             dataset) or an extra per-step column of the dataset (e.g. ``"lvlm_rewards"``).
         image_size: resize the RL image to this side (None: as stored).
         encoder: instruction encoder (``"minilm"``).
+        action_masks: add the admissible-action mask as a third observation element.
 
     Raises:
         DatasetError: the dataset is missing / not rgvlm-gym's / corrupted, or has no such reward column.
@@ -83,30 +89,35 @@ def to_d3rlpy(
     n_actions = int(ds.action_space.n)  # type: ignore[attr-defined]
     embed = InstructionEmbedder(encoder)
 
-    records = list(_episode_arrays(ds, reward, image_size))
+    records = list(_episode_arrays(ds, reward, image_size, action_masks))
     if not records:
         raise DatasetError(f"dataset {ds.id!r} has no episodes")
     texts = sorted({r[1] for r in records})
     table = dict(zip(texts, embed(texts), strict=True))
     episodes = []
-    for images, text, actions, rewards, terminated in records:
+    for images, text, actions, rewards, terminated, masks in records:
         T = len(actions)
-        chw = images
+        n = T if terminated else T + 1  # keep s_T when truncated: the last transition bootstraps from it
         if terminated:
-            obs = chw[:T]
             acts, rews = actions, rewards
-        else:  # keep s_T: the last transition bootstraps from it
-            obs = chw
+        else:
             acts = np.concatenate([actions, actions[-1:]])
             rews = np.concatenate([rewards, np.zeros(1, np.float32)])
-        emb = np.broadcast_to(table[text], (len(obs), table[text].shape[0]))
-        episodes.append(Episode(observations=[obs, np.ascontiguousarray(emb)], actions=acts.reshape(-1, 1).astype(np.int64),
+        emb = np.broadcast_to(table[text], (n, table[text].shape[0]))
+        obs = [images[:n], np.ascontiguousarray(emb)]
+        if masks is not None:
+            obs.append(np.ascontiguousarray(masks[:n], dtype=np.float32))
+        episodes.append(Episode(observations=obs, actions=acts.reshape(-1, 1).astype(np.int64),
                                 rewards=rews.reshape(-1, 1).astype(np.float32), terminated=bool(terminated)))
     img_shape = tuple(episodes[0].observations[0].shape[1:])
+    dtypes, shapes = [np.dtype(np.uint8), np.dtype(np.float32)], [img_shape, (EMBEDDING_DIM,)]
+    if action_masks:
+        dtypes.append(np.dtype(np.float32))
+        shapes.append((n_actions,))
     return ReplayBuffer(
         InfiniteBuffer(),
         episodes=episodes,
-        observation_signature=Signature(dtype=[np.dtype(np.uint8), np.dtype(np.float32)], shape=[img_shape, (EMBEDDING_DIM,)]),
+        observation_signature=Signature(dtype=dtypes, shape=shapes),
         action_signature=Signature(dtype=[np.dtype(np.int64)], shape=[(1,)]),
         reward_signature=Signature(dtype=[np.dtype(np.float32)], shape=[(1,)]),
         action_space=ActionSpace.DISCRETE,
@@ -114,8 +125,15 @@ def to_d3rlpy(
     )
 
 
-def _episode_arrays(ds: MinariDataset, reward: str, image_size: int | None) -> Iterator[tuple[np.ndarray, str, np.ndarray, np.ndarray, bool]]:
+def _episode_arrays(
+    ds: MinariDataset, reward: str, image_size: int | None, action_masks: bool
+) -> Iterator[tuple[np.ndarray, str, np.ndarray, np.ndarray, bool, np.ndarray | None]]:
     for rec in iter_episodes(ds, frames=False):
+        if action_masks and rec.action_masks is None:
+            raise DatasetError(
+                f"dataset {ds.id!r} episode {rec.episode_id} has no action masks (collected before rgvlm-gym "
+                "recorded them, format version < 2): re-collect it, or train without action masks"
+            )
         images = rec.images if image_size is None or int(image_size) == rec.images.shape[1] else _resize(rec.images, int(image_size))
         if reward == "rewards":
             rewards = np.asarray(rec.rewards, np.float32)
@@ -128,7 +146,8 @@ def _episode_arrays(ds: MinariDataset, reward: str, image_size: int | None) -> I
                 f"dataset {ds.id!r} episode {rec.episode_id}: reward column {reward!r} has non-finite values "
                 "(an audit column such as lvlm_labels is NaN where an episode is unlabeled; train on lvlm_rewards or rewards)"
             )
-        yield np.ascontiguousarray(images.transpose(0, 3, 1, 2)), rec.instruction, rec.actions, rewards, bool(rec.terminations[-1])
+        masks = rec.action_masks if action_masks else None
+        yield np.ascontiguousarray(images.transpose(0, 3, 1, 2)), rec.instruction, rec.actions, rewards, bool(rec.terminations[-1]), masks
 
 
 def prepare_embeddings(dataset: MinariDataset | str, encoder: str = "minilm") -> int:

@@ -39,6 +39,11 @@ class EpisodeRecord:
         seed: the ``env.reset`` seed of the episode (with ``task["task_index"]`` it replays the start).
         goal_conditions: (T+1,) int goal conditions met before the first step and after each step
             (privileged, like ``progress``), or None.
+        cost_to_go: (T+1,) int length of the expert plan from each state (0 once solved, -1 where no plan
+            exists), or None for datasets collected before it was recorded (privileged).
+        expert_actions: (T+1,) int the expert's next action from each state (-1: none), or None (privileged).
+        action_masks: (T+1, A) uint8 admissible actions in each state (the env's ``info["action_mask"]``), or
+            None. Not privileged: the agent sees them at run time too.
     """
 
     episode_id: int
@@ -57,6 +62,9 @@ class EpisodeRecord:
     policy: str = ""
     seed: int | None = None
     goal_conditions: np.ndarray | None = None
+    cost_to_go: np.ndarray | None = None
+    expert_actions: np.ndarray | None = None
+    action_masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.actions))

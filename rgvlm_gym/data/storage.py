@@ -38,11 +38,14 @@ attrs ``task policy instruction``  the task dict (JSON), the behaviour policy ki
 ``frames``                         (T+1, F, F, 3) uint8 LVLM frames (F >= 224), gzip, one chunk a frame
 ``action_errors``                  (T,) utf-8 strings, "" where the action was valid
 ``extra/<name>``                   extra per-step float32 (T,) or per-episode JSON string columns
+``action_masks``                   (T+1, A) uint8 admissible actions per state (``info["action_mask"]``)
 ``privileged/subtask_progress``    (T+1,) sub-task progress: ground truth for oracle labels and
 ``privileged/goal_conditions``     evaluation. Minari's ``iterate_episodes`` (and so d3rlpy and any
-                                   training code built on Minari) never reads these groups; only
-                                   :func:`iter_episodes` / :func:`load_episode` fill
-                                   ``EpisodeRecord.progress`` from them.
+``privileged/cost_to_go``          training code built on Minari) never reads these groups; only
+``privileged/expert_action``       :func:`iter_episodes` / :func:`load_episode` fill
+                                   ``EpisodeRecord.progress`` (and ``cost_to_go``, ``expert_actions``:
+                                   the expert plan's length and first action per state, format 2+)
+                                   from them.
 =================================  ===============================================================
 
 Why this storage (measured on ALFRED valid_seen frames; ``benchmarks/RESULTS.md``): pyarrow is not
@@ -110,7 +113,7 @@ __all__ = [
     "write_dataset",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: privileged/{cost_to_go,expert_action} and action_masks
 ENV_ID = "rgvlm_gym/AlfredLite-v0"
 META_KEY = "rgvlm_gym"
 _TMP_DIR = ".rgvlm-tmp"
@@ -282,7 +285,11 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
     if "privileged" not in g or "subtask_progress" not in g["privileged"]:
         raise DatasetError(f"dataset {ds.id!r} episode {i}: missing column 'privileged/subtask_progress'")
     progress = np.asarray(g["privileged/subtask_progress"][()], dtype=np.int64)
-    gc = np.asarray(g["privileged/goal_conditions"][()], dtype=np.int64) if "goal_conditions" in g["privileged"] else None
+    priv = g["privileged"]
+    gc = np.asarray(priv["goal_conditions"][()], dtype=np.int64) if "goal_conditions" in priv else None
+    cost = np.asarray(priv["cost_to_go"][()], dtype=np.int64) if "cost_to_go" in priv else None
+    expert = np.asarray(priv["expert_action"][()], dtype=np.int64) if "expert_action" in priv else None
+    masks = np.asarray(g["action_masks"][()], dtype=np.uint8) if "action_masks" in g else None
     frame_arr = None
     if frames:
         if "frames" not in g:
@@ -316,6 +323,9 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
         policy=str(attrs.get("policy", "")),
         seed=None if seed is None else int(seed),
         goal_conditions=gc,
+        cost_to_go=cost,
+        expert_actions=expert,
+        action_masks=masks,
     )
 
 
@@ -371,6 +381,9 @@ def _validate(rec: EpisodeRecord, k: int, frames: bool, step_cols: Sequence[str]
                          ("truncations", rec.truncations, T), ("progress", rec.progress, T + 1)):
         if len(arr) != n:
             raise ValueError(f"{where}: expected len({name}) == {n} for {T} actions, actually: {len(arr)}")
+    for name, arr in (("cost_to_go", rec.cost_to_go), ("expert_actions", rec.expert_actions), ("action_masks", rec.action_masks)):
+        if arr is not None and len(arr) != T + 1:
+            raise ValueError(f"{where}: expected len({name}) == {T + 1} for {T} actions, actually: {len(arr)}")
     if tuple(np.shape(rec.images)[1:]) != tuple(image_shape):
         raise ValueError(f"{where}: images must be (T+1, {', '.join(map(str, image_shape))}), actually: {np.shape(rec.images)}")
     if not (bool(rec.terminations[-1]) or bool(rec.truncations[-1])):
@@ -489,7 +502,7 @@ def write_dataset(
         "extra_step_columns": list(extra_step_columns),
         "extra_episode_columns": list(extra_episode_columns),
         "frames": bool(frames),
-        "privileged": "episode_i/privileged/{subtask_progress,goal_conditions} (read only by rgvlm_gym.data.iter_episodes)",
+        "privileged": "episode_i/privileged/{subtask_progress,goal_conditions,cost_to_go,expert_action} (read only by rgvlm_gym.data.iter_episodes)",
     }
 
     root = _root()
@@ -527,6 +540,13 @@ def write_dataset(
                 p.create_dataset("subtask_progress", data=np.asarray(rec.progress, dtype=np.int16))
                 if rec.goal_conditions is not None:
                     p.create_dataset("goal_conditions", data=np.asarray(rec.goal_conditions, dtype=np.int16))
+                if rec.cost_to_go is not None:
+                    p.create_dataset("cost_to_go", data=np.asarray(rec.cost_to_go, dtype=np.int16))
+                if rec.expert_actions is not None:
+                    p.create_dataset("expert_action", data=np.asarray(rec.expert_actions, dtype=np.int16))
+                if rec.action_masks is not None:
+                    m = np.ascontiguousarray(rec.action_masks, dtype=np.uint8)
+                    g.create_dataset("action_masks", data=m, chunks=m.shape, compression="gzip", compression_opts=_GZIP)
                 if extra_step_columns or extra_episode_columns:
                     e = g.create_group("extra")
                     for c in extra_step_columns:

@@ -5,7 +5,8 @@ Holds :class:`AlfredLiteEnv`, :func:`action_vocabulary` and :data:`INSTRUCTION_C
 The agent sees an egocentric frame of the place it stands at and a natural-language instruction, and
 acts with ALFRED's high-level actions (``GotoLocation countertop``, ``PickupObject apple``, ``PutObject
 fridge``, ``HeatObject apple``, ...; see :mod:`rgvlm_gym.alfred.world`). The reward is sparse: 1 on the
-step that reaches success. An invalid action changes nothing and says why in ``info["action_error"]``.
+step that reaches success. An invalid action changes nothing and says why in ``info["action_error"]``;
+``info["action_mask"]`` (0/1 ``int8``, one entry per action) marks the admissible ones beforehand.
 
     >>> import gymnasium as gym
     >>> import rgvlm_gym
@@ -19,6 +20,9 @@ step that reaches success. An invalid action changes nothing and says why in ``i
     ...     obs, reward, terminated, truncated, info = env.step(a)
     >>> reward, terminated, info["success"], info["subtask_progress"]
     (1.0, True, True, (6, 6))
+    >>> mask = info["action_mask"]            # admissible actions: 0/1 over the action space
+    >>> mask.shape == (env.action_space.n,), [env.unwrapped.action_names[i] for i in mask.nonzero()[0][:2]]
+    (True, ['GotoLocation apple', 'GotoLocation bread'])
 """
 
 from __future__ import annotations
@@ -231,6 +235,19 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         info = self._info(a, error, success)
         return self._obs(), reward, terminated, truncated, info
 
+    def action_mask(self) -> np.ndarray:
+        """(n_actions,) int8: 1 where the action is admissible in the current state, 0 where it would fail.
+
+        The same array as ``info["action_mask"]`` (ALFWorld's admissible commands, as a mask).
+        """
+        mask = np.zeros(len(self._vocab), dtype=np.int8)
+        index = self._action_index
+        for action in self.world.admissible():
+            i = index.get(action)
+            if i is not None:
+                mask[i] = 1
+        return mask
+
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -248,6 +265,18 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
             rgvlm_gym.alfred.planner.PlanningError: if no plan exists from this state.
         """
         return [self._action_index[a] for a in expert_plan(self.world, self.task.goal)]
+
+    def expert_cost_to_go(self) -> tuple[int, int]:
+        """``(length of the expert plan, its first action)`` from the current state; ``(-1, -1)`` if none.
+
+        ``(0, -1)`` once solved. Privileged ground truth: collection records it per state, and the dense
+        progress oracle (:func:`rgvlm_gym.rewards.progress_contributions`) credits steps from it.
+        """
+        try:
+            plan = self.expert_plan()
+        except PlanningError:
+            return -1, -1
+        return len(plan), (plan[0] if plan else -1)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _advance_progress(self, success: bool | None = None) -> None:
@@ -269,6 +298,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
             "goal_conditions": self.task.goal_conditions_met(self.world),
             "subtask_progress": (self._progress, self.task.n_subtasks),
             "action_error": error,
+            "action_mask": self.action_mask(),
             "action_name": self.action_names[action] if action is not None and 0 <= action < len(self.action_names) else None,
         }
 

@@ -201,7 +201,7 @@ def make_lvlm(spec: str | LVLMSpec | Mapping[str, Any], **kwargs: Any) -> LVLM:
 
     Example:
         >>> from rgvlm_gym.lvlm import make_lvlm
-        >>> lvlm = make_lvlm("sim:seed=0")
+        >>> lvlm = make_lvlm("sim:profile=exact,seed=0")  # the exact judge; "sim" alone errs like an LVLM
         >>> gt = {"task": "rgvlm", "stage": "scores", "goal": "put a washed apple in the fridge",
         ...       "actions": ["PickupObject apple", "GotoLocation sofa"], "contributions": [1.0, 0.0]}
         >>> r = lvlm.chat([{"role": "user", "content": [
@@ -210,7 +210,7 @@ def make_lvlm(spec: str | LVLMSpec | Mapping[str, Any], **kwargs: Any) -> LVLM:
         >>> r.text, r.model, r.usage.simulated
         ('{"scores": [10, 0]}', 'sim', True)
         >>> lvlm.spec
-        'sim:seed=0'
+        'sim:profile=exact,seed=0'
     """
     if isinstance(spec, str):
         parsed = LVLMSpec.parse(spec)

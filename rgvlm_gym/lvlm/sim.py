@@ -26,6 +26,21 @@ The ``"rgvlm"`` task (RG-VLM's two-stage query)::
 
 Error model
 -----------
+A named **profile** sets the four error rates; keys given in the spec override them:
+
+==============  =======  ======  ===============  ==========  =============================================
+profile         noise    miss    useless_credit   malformed   meant as
+==============  =======  ======  ===============  ==========  =============================================
+``exact``       0        0       0                0           the ideal judge: an upper bound (= the oracle)
+``default``     1.5      0.15    0.10             0.03        a good but imperfect LVLM (the default)
+``weak``        3.0      0.35    0.25             0.08        a poor one
+==============  =======  ======  ===============  ==========  =============================================
+
+Which profile applies: ``profile=NAME`` if given; else ``default`` when the spec sets none of the four
+rates (``sim``, ``sim:seed=3``, ``sim:latency=0.1``); else ``exact`` with the given rates (``sim:noise=2``
+is Gaussian noise alone; ``sim:noise=0,miss=0,useless_credit=0,malformed=0`` is exact). The profile's
+numbers are the documented defaults of this module, not measurements of any real LVLM.
+
 Per action (``c`` its contribution)::
 
     c' = 0                    with probability `miss`            if c > 0   (missed progress)
@@ -88,6 +103,7 @@ __all__ = [
     "SimLVLM",
     "SimRequest",
     "SimSettings",
+    "SIM_PROFILES",
     "register_sim_task",
     "registered_sim_tasks",
 ]
@@ -122,6 +138,15 @@ class SimSettings:
                 raise ValueError(f"Expect sim `{name}` to be a finite number >= 0, actually: {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"Expect sim `seed` to be an int, actually: {self.seed!r}")
+
+
+#: Named error profiles (module docstring); ``default`` is what ``make_lvlm("sim")`` judges with.
+SIM_PROFILES: dict[str, dict[str, float]] = {
+    "exact": {"noise": 0.0, "miss": 0.0, "useless_credit": 0.0, "malformed": 0.0},
+    "default": {"noise": 1.5, "miss": 0.15, "useless_credit": 0.10, "malformed": 0.03},
+    "weak": {"noise": 3.0, "miss": 0.35, "useless_credit": 0.25, "malformed": 0.08},
+}
+_RATES = ("noise", "miss", "useless_credit", "malformed")
 
 
 def _digest_words(*chunks: bytes) -> list[int]:
@@ -310,13 +335,15 @@ def _request_key(messages: list[dict[str, Any]], gen: Mapping[str, Any]) -> list
 
 
 class SimLVLM(LVLM):
-    """The simulated LVLM (``sim[:noise=..,miss=..,useless_credit=..,malformed=..,latency=..,seed=..]``).
+    """The simulated LVLM (``sim[:profile=..,noise=..,miss=..,useless_credit=..,malformed=..,latency=..,seed=..]``).
 
     A stand-in: it answers from privileged ground truth in the request, never from pixels, through the
     error model documented in :mod:`rgvlm_gym.lvlm.sim`. Its responses say ``model == "sim"`` and
     ``usage.simulated``; its prose starts with :data:`SIM_DISCLAIMER`.
 
     Args:
+        profile: a named error profile (:data:`SIM_PROFILES`); ``None``: ``"default"`` when none of the
+            four rates is given, else ``"exact"`` plus the given rates.
         noise: Gaussian score noise std, in score points (0: exact ground truth).
         miss: probability that an action with contribution > 0 is scored as useless.
         useless_credit: probability that a useless action gets a random credit 3..7.
@@ -332,38 +359,41 @@ class SimLVLM(LVLM):
 
     def __init__(
         self,
-        noise: float = 0.0,
-        miss: float = 0.0,
-        useless_credit: float = 0.0,
-        malformed: float = 0.0,
+        noise: float | None = None,
+        miss: float | None = None,
+        useless_credit: float | None = None,
+        malformed: float | None = None,
         latency: float = 0.0,
         seed: int = 0,
         *,
+        profile: str | None = None,
         max_concurrency: int = 8,
         gen_defaults: Mapping[str, Any] | None = None,
         prices: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(max_concurrency=max_concurrency, gen_defaults=gen_defaults, prices=prices)
-        self.settings = SimSettings(
-            noise=noise,
-            miss=miss,
-            useless_credit=useless_credit,
-            malformed=malformed,
-            latency=latency,
-            seed=seed,
-        )
+        given = {k: v for k, v in zip(_RATES, (noise, miss, useless_credit, malformed), strict=True) if v is not None}
+        if profile is None:
+            profile = "exact" if given else "default"
+        if profile not in SIM_PROFILES:
+            hint = difflib.get_close_matches(str(profile), list(SIM_PROFILES), n=1)
+            raise ValueError(
+                f"Expect sim `profile` to be one of {', '.join(SIM_PROFILES)}, actually: {profile!r}"
+                + (f". Did you mean {hint[0]!r}?" if hint else "")
+            )
+        self.profile = profile
+        self._overrides = {k: v for k, v in given.items() if v != SIM_PROFILES[profile][k]}
+        self.settings = SimSettings(**{**SIM_PROFILES[profile], **given}, latency=latency, seed=seed)
 
     @property
     def model(self) -> str:
         return "sim"
 
     def _params(self) -> dict[str, Any]:
-        defaults = SimSettings()
-        params = {
-            k: getattr(self.settings, k)
-            for k in ("noise", "miss", "useless_credit", "malformed", "latency")
-            if getattr(self.settings, k) != getattr(defaults, k)
-        }
+        # the profile is always named: "sim:seed=0" alone would mean the default profile
+        params: dict[str, Any] = {"profile": self.profile, **self._overrides}
+        if self.settings.latency:
+            params["latency"] = self.settings.latency
         params["seed"] = self.settings.seed
         return params
 

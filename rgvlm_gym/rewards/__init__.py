@@ -28,7 +28,7 @@ Example (simulated LVLM):
     >>> labeler = CombinedLabeler(base="sparse", dense=RGVLMLabeler("sim:noise=0,seed=0"), lam=0.5)
     >>> result = labeler.label(toy_episode())
     >>> result.rewards, result.simulated
-    (array([0. , 0.5, 1.5], dtype=float32), True)
+    (array([0.25, 0.5 , 1.5 ], dtype=float32), True)
 """
 
 from __future__ import annotations
@@ -41,7 +41,17 @@ from rgvlm_gym.rewards.base import (
     register_labeler,
     registered_labelers,
 )
-from rgvlm_gym.rewards.basic import CombinedLabeler, OracleLabeler, SparseLabeler, oracle_contributions
+from rgvlm_gym.rewards.basic import (
+    PARTIAL_CREDIT,
+    CombinedLabeler,
+    MissingGroundTruthError,
+    OracleLabeler,
+    SparseLabeler,
+    SubtaskOracleLabeler,
+    oracle_contributions,
+    progress_contributions,
+    subtask_contributions,
+)
 from rgvlm_gym.rewards.cache import SCHEMA_VERSION, LabelCache, LabelCacheError
 from rgvlm_gym.rewards.lvlm_labeler import LVLMLabeler
 from rgvlm_gym.rewards.prompts import PROMPT_SHA256, PROMPT_VERSION, load_prompts
@@ -81,6 +91,11 @@ __all__ = [
     "load_prompts",
     "make_labeler",
     "oracle_contributions",
+    "progress_contributions",
+    "subtask_contributions",
+    "PARTIAL_CREDIT",
+    "MissingGroundTruthError",
+    "SubtaskOracleLabeler",
     "parse_scores",
     "plan_parts",
     "provenance",

@@ -217,7 +217,7 @@ def make_labeler(config: str | Mapping[str, Any] | Labeler, **params: Any) -> La
     Example:
         >>> from rgvlm_gym.rewards import make_labeler
         >>> make_labeler("combined", base="sparse", dense="oracle", lam=0.5).config
-        {'type': 'combined', 'params': {'base': {'type': 'sparse', 'params': {}}, 'dense': {'type': 'oracle', 'params': {}}, 'lam': 0.5, 'normalize': 'none', 'fallback': 'none'}}
+        {'type': 'combined', 'params': {'base': {'type': 'sparse', 'params': {}}, 'dense': {'type': 'oracle', 'params': {'variant': 'progress'}}, 'lam': 0.5, 'normalize': 'none', 'fallback': 'none'}}
     """
     if isinstance(config, Labeler):
         if params:

@@ -3,14 +3,16 @@
 Holds:
 
 - :class:`SparseLabeler` — the episode's own (sparse) environment reward.
-- :class:`OracleLabeler` — ground-truth sub-task progress per step, the reference upper bound.
+- :class:`OracleLabeler` — the dense progress oracle: what an ideal judge would credit each step with
+  (:func:`progress_contributions`), the reference upper bound; ``oracle_subtask`` is the older sub-task
+  indicator (:func:`subtask_contributions`), kept for comparison.
 - :class:`CombinedLabeler` — ``base + lam * normalise(dense)``, e.g. sparse + lam * RG-VLM.
 
 Normalisation of the dense part (``normalize``), applied per episode before scaling by ``lam``:
 
 - ``"none"`` (default, the paper's choice): the dense labeler's rewards as they are. Every dense labeler
-  here is already in [0, 1]: RG-VLM gives score / 10, the oracle sub-tasks completed by the step (clipped
-  to [0, 1]), the success detector 0 or 1.
+  here is already in [0, 1]: RG-VLM gives score / 10, the oracle 0 / 0.5 / 1 (:data:`PARTIAL_CREDIT`), the
+  success detector 0 or 1.
 - ``"max"``: divided by the episode's largest dense reward (when > 0), so the best step of each episode
   gets 1 — removes a labeler's overall stinginess or generosity.
 - ``"sum"``: divided by the episode's dense sum (when > 0), so each episode's dense rewards add up to 1 —
@@ -29,21 +31,91 @@ import numpy as np
 from rgvlm_gym.data.episode import EpisodeRecord
 from rgvlm_gym.rewards.base import Labeler, LabelResult, make_labeler, register_labeler
 
-__all__ = ["NORMALIZATIONS", "CombinedLabeler", "OracleLabeler", "SparseLabeler", "oracle_contributions"]
+__all__ = [
+    "NORMALIZATIONS",
+    "PARTIAL_CREDIT",
+    "CombinedLabeler",
+    "MissingGroundTruthError",
+    "OracleLabeler",
+    "SparseLabeler",
+    "SubtaskOracleLabeler",
+    "oracle_contributions",
+    "progress_contributions",
+    "subtask_contributions",
+]
 
 NORMALIZATIONS = ("none", "max", "sum")
 FALLBACKS = ("none", "base")
 
 
-def oracle_contributions(episode: EpisodeRecord) -> np.ndarray:
-    """(T,) float32 sub-tasks completed by each step, clipped to [0, 1] (privileged ground truth)."""
+#: Credit of a step that brings the goal closer without completing a sub-task (a sub-task: 1, else 0).
+PARTIAL_CREDIT = 0.5
+
+
+class MissingGroundTruthError(ValueError):
+    """An episode lacks the privileged ground truth a labeler needs (e.g. a dataset from an older version)."""
+
+
+def subtask_contributions(episode: EpisodeRecord) -> np.ndarray:
+    """(T,) float32 sub-tasks completed by each step, clipped to [0, 1] (the older, sparse-ish oracle)."""
     if len(episode.progress) != len(episode) + 1:
-        raise ValueError(
+        raise MissingGroundTruthError(
             f"Expect episode {episode.episode_id} `progress` to have T+1 = {len(episode) + 1} entries, "
             f"actually: {len(episode.progress)}"
         )
     out: np.ndarray = np.clip(episode.progress_deltas(), 0.0, 1.0).astype(np.float32)
     return out
+
+
+def progress_contributions(episode: EpisodeRecord) -> np.ndarray:
+    """(T,) float32 contribution of each step to the goal, from the expert planner's cost-to-go.
+
+    What an ideal judge says of each action (privileged ground truth, recorded at collection):
+
+    - ``1`` -- the step completed a sub-task (sub-task progress went up);
+    - :data:`PARTIAL_CREDIT` -- it brought the goal closer: the expert plan from the state after it is
+      shorter than from the state before, or it is the expert's own next action (walking to the right
+      place, picking up the right object, ...);
+    - ``0`` -- useless, invalid, or undoing (the plan got no shorter).
+
+    Raises :class:`MissingGroundTruthError` for episodes without ``cost_to_go`` (datasets collected
+    before rgvlm-gym recorded it): re-collect them, or use the ``oracle_subtask`` labeler.
+
+    Example:
+        >>> from rgvlm_gym.rewards.testing import toy_episode
+        >>> ep = toy_episode()   # 3 steps: a walk, then two steps that each complete a sub-task
+        >>> progress_contributions(ep).tolist(), subtask_contributions(ep).tolist()
+        ([0.5, 1.0, 1.0], [0.0, 1.0, 1.0])
+    """
+    full = subtask_contributions(episode)
+    T = len(episode)
+    cost, expert = episode.cost_to_go, episode.expert_actions
+    if cost is None or expert is None:
+        raise MissingGroundTruthError(
+            f"episode {episode.episode_id} has no per-step progress ground truth (cost_to_go): its dataset was "
+            "collected by rgvlm-gym before format version 2. Re-collect it with `rgvlm collect`, or use "
+            "`--labeler oracle_subtask` (the sub-task indicator)."
+        )
+    cost = np.asarray(cost, dtype=np.int64)
+    expert = np.asarray(expert, dtype=np.int64)
+    if len(cost) != T + 1 or len(expert) != T + 1:
+        raise MissingGroundTruthError(
+            f"Expect episode {episode.episode_id} `cost_to_go` and `expert_actions` to have T+1 = {T + 1} "
+            f"entries, actually: {len(cost)} and {len(expert)}"
+        )
+    actions = np.asarray(episode.actions, dtype=np.int64)
+    errors = episode.action_errors
+    valid = np.array([not e for e in errors], dtype=bool) if len(errors) == T else np.ones(T, bool)
+    known = (cost[:-1] >= 0) & (cost[1:] >= 0)
+    closer = known & (cost[1:] < cost[:-1])
+    followed = (actions == expert[:-1]) & (expert[:-1] >= 0) & valid
+    out = np.where(full > 0, 1.0, np.where(closer | followed, PARTIAL_CREDIT, 0.0)).astype(np.float32)
+    return out
+
+
+def oracle_contributions(episode: EpisodeRecord) -> np.ndarray:
+    """(T,) float32 in [0, 1]: the ground truth every labeler is judged by (:func:`progress_contributions`)."""
+    return progress_contributions(episode)
 
 
 class SparseLabeler(Labeler):
@@ -72,23 +144,46 @@ class SparseLabeler(Labeler):
 
 
 class OracleLabeler(Labeler):
-    """Ground-truth sub-task progress: the reward of a step is the sub-tasks it completed (clipped to [0, 1]).
+    """The dense progress oracle: each step's contribution to the goal (:func:`progress_contributions`).
 
-    Privileged: it reads ``episode.progress``, which only a simulator knows. It is the upper bound a dense
-    labeler is compared against, not something to train a deployable agent with.
+    Privileged: it reads the expert planner's cost-to-go recorded at collection, which only a simulator
+    knows. It is the upper bound a dense labeler is compared against (an ideal LVLM judge), not something to
+    train a deployable agent with. ``variant="subtask"`` (registered as ``oracle_subtask``) is the older
+    indicator: the sub-tasks each step completed.
 
     Example:
         >>> from rgvlm_gym.rewards import OracleLabeler
         >>> from rgvlm_gym.rewards.testing import toy_episode
         >>> OracleLabeler().label(toy_episode()).rewards
+        array([0.5, 1. , 1. ], dtype=float32)
+        >>> OracleLabeler(variant="subtask").label(toy_episode()).rewards
         array([0., 1., 1.], dtype=float32)
     """
 
     name = "oracle"
+    VARIANTS = ("progress", "subtask")
+
+    def __init__(self, variant: str = "progress") -> None:
+        if variant not in self.VARIANTS:
+            raise ValueError(f"Expect oracle `variant` to be one of {self.VARIANTS}, actually: {variant!r}")
+        self.variant = variant
 
     def label(self, episode: EpisodeRecord) -> LabelResult:
-        contributions = oracle_contributions(episode)
+        fn = progress_contributions if self.variant == "progress" else subtask_contributions
+        contributions = fn(episode)
         return LabelResult(rewards=contributions, raw_scores=contributions)
+
+    def params(self) -> dict[str, Any]:
+        return {"variant": self.variant}
+
+
+class SubtaskOracleLabeler(OracleLabeler):
+    """The sub-task indicator oracle (``oracle_subtask``): 1 on a step that completes a sub-task, else 0."""
+
+    name = "oracle_subtask"
+
+    def __init__(self) -> None:
+        super().__init__(variant="subtask")
 
     def params(self) -> dict[str, Any]:
         return {}
@@ -122,7 +217,7 @@ class CombinedLabeler(Labeler):
         >>> from rgvlm_gym.rewards import CombinedLabeler
         >>> from rgvlm_gym.rewards.testing import toy_episode
         >>> CombinedLabeler(base="sparse", dense="oracle", lam=0.5).label(toy_episode()).rewards
-        array([0. , 0.5, 1.5], dtype=float32)
+        array([0.25, 0.5 , 1.5 ], dtype=float32)
     """
 
     name = "combined"
@@ -215,4 +310,5 @@ class CombinedLabeler(Labeler):
 
 register_labeler("sparse", SparseLabeler)
 register_labeler("oracle", OracleLabeler)
+register_labeler("oracle_subtask", SubtaskOracleLabeler)
 register_labeler("combined", CombinedLabeler)

@@ -623,7 +623,7 @@ def _run(
             if not res.labeled:
                 unlabeled_eps.setdefault(f"{res.status}: {_short(res.reason)}", []).append(i)
             steps += len(rec)
-            if quality and has_dense and len(rec.progress) == len(rec) + 1:
+            if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
                 labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
                 oracle.append(oracle_contributions(rec))
                 groups["task_type"].append(str(rec.task.get("task_type", "?")))

@@ -28,7 +28,7 @@ one request. Longer episodes are handled by ``long_episodes``:
 
 Either way every action gets exactly one score.
 
-**Privileged data.** The oracle's per-step contributions (sub-task progress deltas clipped to [0, 1]) ride
+**Privileged data.** The dense oracle's per-step contributions (:func:`~rgvlm_gym.rewards.progress_contributions`) ride
 along only as ``{"type": "privileged"}`` message parts, which the simulated LVLM answers from and real
 backends strip before sending. With ``make_lvlm("sim")`` the labels are **simulated** (every result says
 ``simulated=True`` and the sim's analyses start with a disclaimer).
@@ -40,7 +40,7 @@ Example (simulated LVLM, noise 0: the labels equal the oracle's contributions):
     >>> labeler = RGVLMLabeler(make_lvlm("sim:noise=0,seed=0"))
     >>> result = labeler.label(toy_episode())
     >>> result.rewards, result.raw_scores, result.calls, result.simulated
-    (array([0., 1., 1.], dtype=float32), array([ 0., 10., 10.], dtype=float32), 2, True)
+    (array([0.5, 1. , 1. ], dtype=float32), array([ 5., 10., 10.], dtype=float32), 2, True)
     >>> [t["stage"] for t in result.texts]
     ['analysis', 'scores']
 """
@@ -60,7 +60,7 @@ import numpy as np
 from rgvlm_gym.data.episode import EpisodeRecord
 from rgvlm_gym.lvlm import LVLM, LVLMError, LVLMResponse
 from rgvlm_gym.rewards.base import LabelResult, register_labeler
-from rgvlm_gym.rewards.basic import oracle_contributions
+from rgvlm_gym.rewards.basic import MissingGroundTruthError, oracle_contributions
 from rgvlm_gym.rewards.cache import LabelCache
 from rgvlm_gym.rewards.lvlm_labeler import Answer, LVLMLabeler, Protocol
 from rgvlm_gym.rewards.prompts import PROMPT_VERSION, PromptTemplate, load_prompts
@@ -278,14 +278,12 @@ class RGVLMLabeler(LVLMLabeler):
             raise ValueError(f"Expect episode {episode.episode_id} to have an instruction, actually: ''")
 
     def _contributions(self, episode: EpisodeRecord) -> list[float] | None:
-        if len(episode.progress) != len(episode) + 1:
+        try:
+            return [float(c) for c in oracle_contributions(episode)]
+        except MissingGroundTruthError as exc:
             if self.lvlm.backend == "sim":
-                raise ValueError(
-                    f"The simulated LVLM needs ground-truth progress; episode {episode.episode_id} has "
-                    f"{len(episode.progress)} progress entries, expected {len(episode) + 1}"
-                )
-            return None
-        return [float(c) for c in oracle_contributions(episode)]
+                raise ValueError(f"The simulated LVLM judges from ground-truth progress, which is missing: {exc}") from exc
+            return None  # a real LVLM needs no ground truth
 
     def _privileged(self, stage: str, episode: EpisodeRecord, part: LabelPart, contribs: list[float] | None) -> list[dict[str, Any]]:
         if contribs is None:

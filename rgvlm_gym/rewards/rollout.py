@@ -59,6 +59,7 @@ class EpisodeBuilder:
         self.terminations: list[bool] = []
         self.truncations: list[bool] = []
         self.progress: list[int] | None = []
+        self.expert: list[tuple[int, int]] | None = []
         self.action_errors: list[str] = []
 
     def __len__(self) -> int:
@@ -74,15 +75,21 @@ class EpisodeBuilder:
         self.task = dict(info.get("task", {}))
         self.images.append(np.asarray(obs["image"]).copy())
         self.frames.append(self._frame(env))
-        self._add_progress(info)
+        self._add_progress(env, info)
 
-    def _add_progress(self, info: Mapping[str, Any]) -> None:
+    def _add_progress(self, env: gym.Env[Any, Any], info: Mapping[str, Any]) -> None:
         # Privileged ground truth (AlfredLite's info["subtask_progress"]); envs without it give records
         # with an empty progress array, which real LVLMs label fine and the oracle / sim refuse clearly.
         if "subtask_progress" in info and self.progress is not None:
             self.progress.append(int(info["subtask_progress"][0]))
         else:
             self.progress = None
+        # the dense oracle's ground truth (the expert plan's length and first action), where the env has it
+        cost_to_go = getattr(env.unwrapped, "expert_cost_to_go", None)
+        if cost_to_go is not None and self.expert is not None:
+            self.expert.append(cost_to_go())
+        else:
+            self.expert = None
 
     def step(
         self,
@@ -105,7 +112,7 @@ class EpisodeBuilder:
         self.rewards.append(float(reward))
         self.terminations.append(bool(terminated))
         self.truncations.append(bool(truncated))
-        self._add_progress(info)
+        self._add_progress(env, info)
         self.action_errors.append(str(info.get("action_error") or ""))
 
     def build(self, episode_id: int = 0, *, last: int | None = None) -> EpisodeRecord:
@@ -131,6 +138,8 @@ class EpisodeBuilder:
             progress=np.asarray(self.progress[start:] if self.progress is not None else [], dtype=np.int64),
             action_errors=list(self.action_errors[start:]),
             extra=extra,
+            cost_to_go=None if self.expert is None else np.asarray([c for c, _ in self.expert[start:]], dtype=np.int64),
+            expert_actions=None if self.expert is None else np.asarray([a for _, a in self.expert[start:]], dtype=np.int64),
         )
 
 

@@ -26,7 +26,7 @@ Example (simulated LVLM):
     >>> stats = LabelStats()
     >>> out = [annotate(r, res) for r, res in label_stream(labeler, [toy_episode(i) for i in range(3)], stats=stats)]
     >>> out[0].rewards, out[0].extra["original_rewards"], out[0].extra["lvlm_labels"]
-    (array([0. , 0.5, 1.5], dtype=float32), array([0., 0., 1.], dtype=float32), array([0., 1., 1.], dtype=float32))
+    (array([0.25, 0.5 , 1.5 ], dtype=float32), array([0., 0., 1.], dtype=float32), array([0.5, 1. , 1. ], dtype=float32))
     >>> stats.episodes, stats.labeled, stats.calls, stats.simulated
     (3, 3, 6, True)
 """

@@ -54,7 +54,7 @@ class RGVLMRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstr
         >>> for a in env.unwrapped.expert_plan():
         ...     obs, reward, terminated, truncated, info = env.step(a)
         >>> info["lvlm_rewards"]
-        array([0., 1., 0., 1., 1., 1., 1., 0., 1.], dtype=float32)
+        array([0.5, 1. , 0.5, 1. , 1. , 1. , 1. , 0.5, 1. ], dtype=float32)
         >>> info["lvlm_label"].simulated, info["lvlm_label"].calls
         (True, 2)
     """

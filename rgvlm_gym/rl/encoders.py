@@ -76,6 +76,8 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
         token_pooling: ``"gru"`` (state at the last real token) or ``"mean"`` (masked mean) for
             ``language="learned"``.
         normalize_pixels: divide frames by 255; turn off if frames are already scaled floats.
+        state_feature_size: width of the features of an optional third tuple element, the admissible-action
+            mask ``(A,)`` (``to_d3rlpy(..., action_masks=True)``), read by one dense layer.
     """
 
     language: str = "frozen"
@@ -87,6 +89,7 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
     token_embedding_size: int = 64
     token_pooling: str = "gru"
     normalize_pixels: bool = True
+    state_feature_size: int = 64
 
     def __post_init__(self) -> None:
         if self.language not in _LANGUAGE_MODES:
@@ -106,7 +109,7 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
                 "Expected `filters` to be a non-empty list of positive [out_channels, kernel_size, stride], "
                 f"actually: {self.filters!r}"
             )
-        for name in ("feature_size", "language_feature_size", "vocab_size", "token_embedding_size"):
+        for name in ("feature_size", "language_feature_size", "vocab_size", "token_embedding_size", "state_feature_size"):
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"Expected `{name}` to be positive, actually: {value}")
@@ -118,18 +121,20 @@ class LanguageConditionedEncoderFactory(EncoderFactory):
 
     def _create_trunk(self, observation_shape: Shape) -> FiLMTrunk:
         if not (
-            len(observation_shape) == 2
+            len(observation_shape) in (2, 3)
             and all(isinstance(s, (list, tuple)) for s in observation_shape)
             and len(observation_shape[0]) == 3
-            and len(observation_shape[1]) == 1
+            and all(len(s) == 1 for s in observation_shape[1:])  # type: ignore[arg-type]
         ):
             raise ValueError(
                 "LanguageConditionedEncoderFactory expects tuple observations "
-                "(image (C, H, W), instruction (D,)), actually: "
+                "(image (C, H, W), instruction (D,)[, action mask (A,)]), actually: "
                 f"observation_shape={observation_shape!r}"
             )
-        image_shape, language_shape = observation_shape
+        image_shape, language_shape = observation_shape[0], observation_shape[1]
         trunk = FiLMTrunk(
+            state_shape=observation_shape[2] if len(observation_shape) == 3 else None,  # type: ignore[arg-type]
+            state_feature_size=self.state_feature_size,
             image_shape=image_shape,
             language_shape=language_shape,
             filters=self.filters,

@@ -37,6 +37,19 @@ def test_buffer_format_and_terminals(proc_dataset) -> None:
     assert t.terminal == 0.0 and np.array_equal(t.next_observation[0], recs[fail].images[-1].transpose(2, 0, 1))
 
 
+def test_action_masks_as_a_third_observation_element(proc_dataset) -> None:
+    buf = to_d3rlpy(proc_dataset, action_masks=True)
+    n = proc_dataset.action_space.n
+    assert [tuple(s) for s in buf.dataset_info.observation_signature.shape] == [(3, 64, 64), (384,), (n,)]
+    recs = list(iter_episodes(proc_dataset, frames=False))
+    for ep, rec in zip(buf.episodes, recs, strict=True):
+        _, _, mask = ep.observations
+        assert mask.dtype == np.float32 and np.array_equal(mask, rec.action_masks[: len(mask)].astype(np.float32))
+        # the stored mask is what the env said: a valid action was admissible, a refused one was not
+        for t, a in enumerate(rec.actions):
+            assert bool(rec.action_masks[t, a]) == (rec.action_errors[t] == "")
+
+
 def test_reward_column_and_resize(proc_dataset) -> None:
     recs = []
     for r in iter_episodes(proc_dataset, frames=False):

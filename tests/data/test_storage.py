@@ -60,7 +60,7 @@ def test_round_trip_metadata_and_minari(env, records) -> None:
     assert load_episode(ds, 2).policy == "random"
     info = dataset_info("test/rt-v0")
     assert info["policy_mix"] == {"expert": 1.0} and info["seed"] == 7
-    assert info["rgvlm_gym_version"] == rgvlm_gym.__version__ and info["format_version"] == 1
+    assert info["rgvlm_gym_version"] == rgvlm_gym.__version__ and info["format_version"] == 2
     assert info["action_names"] == env.unwrapped.action_names
     # Minari's own view: loads, counts, observations, episode seeds/options, description, env recovery
     mds = minari.load_dataset("test/rt-v0")

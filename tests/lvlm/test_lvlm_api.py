@@ -81,10 +81,10 @@ def test_unknown_argument_names_the_backend_and_suggests() -> None:
 
 def test_spec_and_config_round_trip_and_pickle() -> None:
     lvlm = make_lvlm("sim:noise=0.5,latency=0.01,seed=2", max_concurrency=32)
-    assert lvlm.spec == "sim:noise=0.5,latency=0.01,seed=2,max_concurrency=32"
+    assert lvlm.spec == "sim:profile=exact,noise=0.5,latency=0.01,seed=2,max_concurrency=32"
     assert lvlm.config == {
         "type": "sim",
-        "params": {"noise": 0.5, "latency": 0.01, "seed": 2, "max_concurrency": 32},
+        "params": {"profile": "exact", "noise": 0.5, "latency": 0.01, "seed": 2, "max_concurrency": 32},
     }
     for rebuilt in (
         make_lvlm(lvlm.spec),

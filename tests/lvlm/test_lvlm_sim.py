@@ -47,7 +47,7 @@ def scores_over(spec: str, contributions: list[float], n_calls: int) -> tuple[np
 
 def test_exact_ground_truth_without_errors() -> None:
     contributions = [0.0, 0.04, 0.05, 0.35, 0.5, 0.94, 1.0]
-    r = make_lvlm("sim").chat(request("scores", contributions))
+    r = make_lvlm("sim:noise=0,miss=0,useless_credit=0,malformed=0").chat(request("scores", contributions))
     assert json.loads(r.text) == {"scores": [0, 0, 1, 4, 5, 9, 10]}  # rounded half up
     assert r.model == "sim" and r.usage.simulated and r.simulated and r.finish_reason == "stop"
     assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0 and r.usage.images == 0
@@ -122,7 +122,7 @@ def test_analysis_is_one_numbered_line_per_action_and_agrees_with_scores() -> No
 
 
 def test_malformed_analysis_is_cut_short() -> None:
-    full = make_lvlm("sim:seed=6").chat(request("analysis", [0.5] * 6)).text
+    full = make_lvlm("sim:profile=exact,seed=6").chat(request("analysis", [0.5] * 6)).text
     text = make_lvlm("sim:malformed=1,seed=6").chat(request("analysis", [0.5] * 6)).text
     assert text.startswith(SIM_DISCLAIMER) and full.startswith(text)
     assert 0.3 * len(full) - 1 <= len(text) < 0.8 * len(full) + 1
@@ -153,7 +153,7 @@ def test_the_last_privileged_part_answers() -> None:
     first = request("analysis", [1.0, 0.0])
     second = request("scores", [1.0, 0.0])
     convo = [*first, {"role": "assistant", "content": "1. ...\n2. ..."}, *second]
-    assert make_lvlm("sim").chat(convo).text == '{"scores": [10, 0]}'
+    assert make_lvlm("sim:profile=exact").chat(convo).text == '{"scores": [10, 0]}'
 
 
 def test_no_ground_truth_fallback_and_images_ignored() -> None:
@@ -193,7 +193,7 @@ def test_register_a_task() -> None:
                 "content": [{"type": "privileged", "data": {"task": "test_success", "success": True}}],
             }
         ]
-        assert make_lvlm("sim").chat(msgs).text == "yes"
+        assert make_lvlm("sim:profile=exact").chat(msgs).text == "yes"
         answers = [
             make_lvlm("sim:noise=0.5")
             .chat([{"role": "user", "content": [{"type": "text", "text": str(i)}, *msgs[0]["content"]]}])
@@ -222,3 +222,26 @@ def test_latency_sync_and_async() -> None:
     assert 0.4 <= elapsed < 0.7  # 16 calls, 8 at a time, 0.2 s each
     snap = lvlm.usage.snapshot()
     assert snap.calls == 17 and snap.simulated_calls == 17 and snap.cost_usd == 0.0
+
+
+def test_default_profile_is_an_imperfect_judge_and_exact_equals_the_ground_truth() -> None:
+    """``sim`` judges with the documented default errors; the all-zero spec and ``profile=exact`` do not."""
+    from rgvlm_gym.lvlm.sim import SIM_PROFILES
+
+    contributions = [0.0, 0.5, 1.0, 0.0, 0.5, 0.5, 1.0, 0.0, 0.0, 0.5]
+    truth = 10 * np.asarray(contributions)
+    for spec in ("sim:noise=0,miss=0,useless_credit=0,malformed=0", "sim:profile=exact"):
+        got, bad = scores_over(spec, contributions, 100)
+        assert bad == 0 and (got == truth).all()
+    lvlm = make_lvlm("sim")
+    assert lvlm.profile == "default" and lvlm.settings.noise == SIM_PROFILES["default"]["noise"] > 0
+    assert lvlm.spec == "sim:profile=default,seed=0" and make_lvlm(lvlm.spec).settings == lvlm.settings
+    got, bad = scores_over("sim", contributions, 400)
+    assert 0 < bad < 0.1 * 400  # malformed answers at about the documented 3 %
+    default_err = np.abs(got - truth).mean()
+    weak, _ = scores_over("sim:profile=weak", contributions, 400)
+    assert 0.5 < default_err < np.abs(weak - truth).mean()  # imperfect, and better than the weak judge
+    assert make_lvlm("sim:noise=2").profile == "exact"  # rates given: exact plus those rates
+    assert make_lvlm("sim:profile=default,noise=0").settings.miss == SIM_PROFILES["default"]["miss"]
+    with pytest.raises(ValueError, match="Did you mean 'exact'"):
+        make_lvlm("sim:profile=exakt")

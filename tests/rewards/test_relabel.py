@@ -188,3 +188,20 @@ def test_cli_rerun_makes_zero_calls_and_refuses_to_overwrite(src: str, tmp_path:
     assert unknown.returncode == 1 and "did you mean" in unknown.stderr
     bad_spec = _cli(src, "--lvlm", "sim:nosie=1", "--out", "test/z-v0", "--no-progress", env=env)
     assert bad_spec.returncode == 1 and "nosie" in bad_spec.stderr and "Traceback" not in bad_spec.stderr
+
+
+def test_old_dataset_without_progress_ground_truth_is_refused_by_the_oracle_not_mislabelled(src: str) -> None:
+    """A dataset collected before cost-to-go was recorded: the dense oracle and the sim refuse it clearly,
+    the sub-task oracle and the sparse labeler still work."""
+    from dataclasses import replace
+
+    old = [replace(r, cost_to_go=None, expert_actions=None) for r in iter_episodes(src)]
+    write_dataset("test/old-format-v0", old, source=src)
+    for labeler in ("oracle", "rgvlm"):
+        with pytest.raises(ValueError, match="Re-collect it"):
+            relabel("test/old-format-v0", f"test/old-{labeler}-v0", labeler, lvlm="sim", progress=False)
+        assert not (Path(os.environ["MINARI_DATASETS_PATH"]) / f"test/old-{labeler}-v0").exists()
+    summary = relabel("test/old-format-v0", "test/old-subtask-v0", "oracle_subtask", progress=False)
+    assert summary.episodes == len(old)
+    back = list(iter_episodes("test/old-subtask-v0", frames=False))
+    np.testing.assert_array_equal(back[0].extra["lvlm_labels"], np.clip(np.diff(old[0].progress), 0, 1))

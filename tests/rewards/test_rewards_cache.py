@@ -160,7 +160,7 @@ import sys
 from dataclasses import replace
 from rgvlm_gym.rewards import RGVLMLabeler
 from rgvlm_gym.rewards.testing import toy_episode
-labeler = RGVLMLabeler("sim:latency=0.01,seed=0", cache=sys.argv[1])
+labeler = RGVLMLabeler("sim:profile=exact,latency=0.01,seed=0", cache=sys.argv[1])
 for i in range(200):
     labeler.label(replace(toy_episode(i), instruction=f"Put cold apple number {i} on the counter."))
     print(i, flush=True)
@@ -183,7 +183,7 @@ def test_sigkilled_job_keeps_finished_labels_and_resumes(tmp_path: Path) -> None
     n_labels, n_responses = cache.stats()["labels"], cache.stats()["responses"]
     assert 16 <= n_labels < 200 and 2 * n_labels <= n_responses <= 2 * n_labels + 1
     episodes = [replace(toy_episode(i), instruction=f"Put cold apple number {i} on the counter.") for i in range(200)]
-    labeler = RGVLMLabeler("sim:seed=0", cache=cache)
+    labeler = RGVLMLabeler("sim:profile=exact,seed=0", cache=cache)
     results = labeler.label_many(episodes, concurrency=32)
     assert all(r.labeled for r in results)
     assert sum(r.cached for r in results) == n_labels  # finished episodes are not asked again

@@ -34,13 +34,49 @@ from rgvlm_gym.rewards.quality import pearson, rankdata, spearman
 # ----------------------------------------------------------------------------- sparse, oracle, combined
 
 
+def _ideal(progress, costs, experts, actions, errors) -> np.ndarray:
+    """The dense oracle written out step by step: 1 for a sub-task, 0.5 for getting closer, else 0."""
+    out = []
+    for t, a in enumerate(actions):
+        if progress[t + 1] > progress[t]:
+            out.append(1.0)
+        elif (min(costs[t], costs[t + 1]) >= 0 and costs[t + 1] < costs[t]) or (not errors[t] and a == experts[t]):
+            out.append(0.5)
+        else:
+            out.append(0.0)
+    return np.asarray(out, dtype=np.float32)
+
+
 def test_sparse_and_oracle(episodes) -> None:
     for ep in episodes:
         np.testing.assert_array_equal(SparseLabeler().label(ep).rewards, ep.rewards)
         oracle = OracleLabeler().label(ep).rewards
-        np.testing.assert_array_equal(oracle, np.clip(np.diff(ep.progress), 0, 1))
-        assert oracle.dtype == np.float32 and set(np.unique(oracle)) <= {0.0, 1.0}
+        expected = _ideal(ep.progress, ep.cost_to_go, ep.expert_actions, ep.actions, ep.action_errors)
+        np.testing.assert_array_equal(oracle, expected)
+        assert oracle.dtype == np.float32 and set(np.unique(oracle)) <= {0.0, 0.5, 1.0}
+        subtask = make_labeler("oracle_subtask").label(ep).rewards
+        np.testing.assert_array_equal(subtask, np.clip(np.diff(ep.progress), 0, 1))
+        # the dense oracle credits every sub-task the indicator does, and more
+        assert (oracle >= subtask).all()
     assert sum(ep.success for ep in episodes) == sum(SparseLabeler().label(ep).rewards.sum() for ep in episodes)
+    assert any((OracleLabeler().label(ep).rewards == 0.5).any() for ep in episodes)
+
+
+def test_oracle_is_positive_on_expert_steps_and_zero_on_no_ops(env) -> None:
+    u = env.unwrapped
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        ep = rollout(env, "expert", seed=i, options={"task_index": i % u.num_tasks})
+        oracle = OracleLabeler().label(ep).rewards
+        assert ep.success and (oracle > 0).all(), (i, ep.action_names, oracle)
+        # the same task with no-ops spliced in: an invalid action, and the first walk done twice
+        obs, info = env.reset(seed=i, options={"task_index": i % u.num_tasks})
+        plan = u.expert_plan()
+        invalid = int(rng.choice(np.flatnonzero(info["action_mask"] == 0)))
+        ep2 = rollout(env, [invalid, plan[0], plan[0], *plan[1:]], seed=i, options={"task_index": i % u.num_tasks})
+        labels = OracleLabeler().label(ep2).rewards
+        assert ep2.action_errors[0] and not ep2.action_errors[2] and ep2.success
+        assert labels[0] == 0.0 and labels[1] > 0 and labels[2] == 0.0 and (labels[3:] > 0).all()
 
 
 def test_combined_sparse_plus_lam_rgvlm(episodes) -> None:
@@ -124,15 +160,19 @@ def test_wrapper_episode_mode(env) -> None:
         obs, info = wrapped.reset(seed=i, options={"task_index": i})
         policy = mixed_policy(env, rng, 0.3)
         rewards, progress = [], [info["subtask_progress"][0]]
+        expert, actions, errors = [env.unwrapped.expert_cost_to_go()], [], []
         done = False
         while not done:
-            obs, reward, terminated, truncated, info = wrapped.step(policy(obs, info))
+            actions.append(policy(obs, info))
+            obs, reward, terminated, truncated, info = wrapped.step(actions[-1])
             rewards.append(reward)
             progress.append(info["subtask_progress"][0])
+            expert.append(env.unwrapped.expert_cost_to_go())
+            errors.append(info["action_error"])
             done = terminated or truncated
             if not done:
                 assert "lvlm_rewards" not in info
-        expected = np.clip(np.diff(progress), 0, 1).astype(np.float32)
+        expected = _ideal(progress, [c for c, _ in expert], [a for _, a in expert], actions, errors)
         np.testing.assert_array_equal(info["lvlm_rewards"], expected)
         np.testing.assert_allclose(info["lvlm_combined_rewards"], np.asarray(rewards) + lam * expected)
         assert info["lvlm_label"].simulated and info["lvlm_label"].calls == 2 * len(info["lvlm_label"].meta["parts"])
@@ -154,10 +194,13 @@ def test_wrapper_step_mode(env) -> None:
     obs, info = wrapped.reset(seed=0, options={"task_index": 5})
     plan = env.unwrapped.expert_plan()
     progress = [info["subtask_progress"][0]]
+    deltas = []
     for t, a in enumerate(plan):
         obs, reward, terminated, truncated, info = wrapped.step(a)
         progress.append(info["subtask_progress"][0])
-        delta = float(min(1, progress[-1] - progress[-2]))
+        # every step is the expert's: a sub-task earns 1, any other step half
+        delta = 1.0 if progress[-1] > progress[-2] else 0.5
+        deltas.append(delta)
         assert info["lvlm_reward"] == delta and info["lvlm_status"] == "ok" and info["lvlm_simulated"]
         assert reward == pytest.approx((1.0 if terminated else 0.0) + lam * delta)
         assert sim.usage.snapshot().calls == 2 * (t + 1)  # two calls per step
@@ -167,7 +210,7 @@ def test_wrapper_step_mode(env) -> None:
     last_stage1 = seen[-2][1]["content"]
     text = " ".join(p["text"] for p in last_stage1 if p["type"] == "text")
     assert "already taken" in text and f"Step {len(plan)}: " in text  # earlier steps as text, global numbering
-    np.testing.assert_array_equal(info["lvlm_rewards"], np.clip(np.diff(progress), 0, 1))
+    np.testing.assert_array_equal(info["lvlm_rewards"], deltas)
 
 
 def test_wrapper_spec_rebuilds_it(env) -> None:
@@ -175,7 +218,7 @@ def test_wrapper_spec_rebuilds_it(env) -> None:
     (spec,) = wrapped.spec.additional_wrappers
     assert spec.kwargs["labeler"] == {
         "type": "rgvlm",
-        "params": {"lvlm": {"type": "sim", "params": {"seed": 0}}, "frame_budget": 16, "long_episodes": "segments", "prompt": PROMPT_VERSION},
+        "params": {"lvlm": {"type": "sim", "params": {"profile": "exact", "seed": 0}}, "frame_budget": 16, "long_episodes": "segments", "prompt": PROMPT_VERSION},
     }
     rebuilt = gym.make(wrapped.spec)
     assert isinstance(rebuilt, RGVLMRewardWrapper) and rebuilt.mode == "step" and rebuilt.window == 2

@@ -103,6 +103,7 @@ def test_empty_episode_costs_nothing(episodes) -> None:
     empty = replace(
         ep, actions=ep.actions[:0], action_names=[], frames=ep.frames[:1], images=ep.images[:1], rewards=ep.rewards[:0],
         terminations=ep.terminations[:0], truncations=ep.truncations[:0], progress=ep.progress[:1],
+        cost_to_go=ep.cost_to_go[:1], expert_actions=ep.expert_actions[:1], action_errors=[],
     )  # fmt: skip
     sim = make_lvlm("sim")
     result = RGVLMLabeler(sim).label(empty)
@@ -228,7 +229,7 @@ def test_bad_episodes_raise_clear_errors(episodes) -> None:
         RGVLMLabeler("sim").label(replace(episodes[0], frames=None))
     with pytest.raises(ValueError, match="frames to be uint8"):
         RGVLMLabeler("sim").label(replace(episodes[0], frames=episodes[0].frames[:-1]))
-    with pytest.raises(ValueError, match="needs ground-truth progress"):
+    with pytest.raises(ValueError, match="judges from ground-truth progress"):
         RGVLMLabeler("sim").label(replace(episodes[0], progress=np.zeros(0, np.int64)))
     with pytest.raises(ValueError, match="frame_budget"):
         RGVLMLabeler("sim", frame_budget=1)

@@ -121,7 +121,7 @@ def test_annotate_keeps_originals_and_audit_columns(episodes) -> None:
 
 def test_provenance_names_model_prompt_and_simulation() -> None:
     meta = provenance(CombinedLabeler(dense=RGVLMLabeler("sim:noise=1,seed=2"), lam=0.1))
-    assert meta["lvlm"] == "sim:noise=1,seed=2" and meta["simulated"] is True
+    assert meta["lvlm"] == "sim:profile=exact,noise=1,seed=2" and meta["simulated"] is True
     assert meta["prompt_version"] == "rgvlm_v1" and meta["prompt_sha256"] == PROMPT_SHA256
     assert meta["labeler"]["params"]["lam"] == 0.1 and json.loads(json.dumps(meta)) == meta
     real = provenance(RGVLMLabeler({"type": "openai", "params": {"model": "gpt-4o", "api_key": "sk-secret"}}))

@@ -117,6 +117,8 @@ class FiLMTrunk(nn.Module):
         token_embedding_size: int,
         token_pooling: str,
         normalize_pixels: bool,
+        state_shape: Sequence[int] | None = None,
+        state_feature_size: int = 64,
     ):
         super().__init__()
         assert len(image_shape) == 3 and len(language_shape) == 1
@@ -153,9 +155,17 @@ class FiLMTrunk(nn.Module):
                 h = conv(h)
         self._conv_output_size = int(h.numel())
         self.output_size = self._conv_output_size + language_feature_size
+        # optional symbolic state (the admissible-action mask): what is in reach and in hand, which a
+        # 64 px frame shows only coarsely; an MLP's features join the image's and the instruction's
+        self._state: nn.Module | None = None
+        if state_shape is not None:
+            assert len(state_shape) == 1
+            self._state = nn.Sequential(nn.Linear(int(state_shape[0]), state_feature_size), activation)
+            self.output_size += state_feature_size
 
     def forward(self, x: TorchObservation) -> torch.Tensor:
-        assert isinstance(x, (list, tuple)) and len(x) == 2, "expected (image, instruction) observations"
+        n = 2 if self._state is None else 3
+        assert isinstance(x, (list, tuple)) and len(x) == n, f"expected {n}-element tuple observations"
         image, instruction = x[0], x[1]
         h = image.float()
         lang = self._language(instruction)
@@ -172,7 +182,10 @@ class FiLMTrunk(nn.Module):
             else:
                 h = conv(h)
             h = self._activation(torch.addcmul(beta[:, :, None, None], h, 1.0 + gamma[:, :, None, None]))
-        return torch.cat([h.reshape(h.shape[0], -1), lang], dim=1)
+        parts = [h.reshape(h.shape[0], -1), lang]
+        if self._state is not None:
+            parts.append(self._state(x[2].float()))
+        return torch.cat(parts, dim=1)
 
 
 class LanguageConditionedEncoder(Encoder):

@@ -112,6 +112,21 @@ class DiscreteIQLLoss:
     weight: torch.Tensor
 
 
+def action_mask_of(x: TorchObservation) -> torch.Tensor | None:
+    """The admissible-action mask ``(B, A)`` of ``(image, instruction, mask)`` observations, else None."""
+    if isinstance(x, (list, tuple)) and len(x) == 3:
+        return x[2]
+    return None
+
+
+def mask_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Logits with inadmissible actions at -1e9 (rows with no admissible action are left as they are)."""
+    if mask is None:
+        return logits
+    allowed = (mask > 0.5) | ~(mask > 0.5).any(dim=1, keepdim=True)
+    return logits.masked_fill(~allowed, -1e9)
+
+
 class DiscreteIQLImpl(QLearningAlgoImplBase):
     _modules: DiscreteIQLModules
     _compute_grad: Callable[[TorchMiniBatch], DiscreteIQLLoss]
@@ -179,7 +194,12 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         advantage = targ_q_data - v.detach()
         weight = (self._weight_temp * advantage).exp().clamp(max=self._max_weight)
         logits = modules.policy(batch.observations, shared)
-        log_prob = F.log_softmax(logits, dim=1).gather(1, actions)
+        mask = action_mask_of(batch.observations)
+        if mask is not None:
+            # the policy normalises over the admissible actions (and the dataset's own action, which a
+            # random or noisy behaviour policy may have taken although it fails)
+            mask = mask.scatter(1, actions, 1.0)
+        log_prob = F.log_softmax(mask_logits(logits, mask), dim=1).gather(1, actions)
         actor_loss = -(weight * log_prob).mean()
 
         return DiscreteIQLLoss(
@@ -227,7 +247,8 @@ class DiscreteIQLImpl(QLearningAlgoImplBase):
         return self._modules.q_func(x)[0] if self._share_encoder else None
 
     def policy_logits(self, x: TorchObservation) -> torch.Tensor:
-        return self._modules.policy(x, self._shared_features(x))
+        """Policy logits; with ``(image, instruction, mask)`` observations inadmissible actions get -1e9."""
+        return mask_logits(self._modules.policy(x, self._shared_features(x)), action_mask_of(x))
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
         return self.policy_logits(x).argmax(dim=1)
