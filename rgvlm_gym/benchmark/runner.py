@@ -210,8 +210,10 @@ def _marker_ok(marker: Path, cmd: Sequence[str]) -> bool:
 
 
 def plan(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = False,
-         cores: int | None = None) -> tuple[list[Job], list[RunInfo]]:
+         cores: int | None = None, write: bool = True) -> tuple[list[Job], list[RunInfo]]:
     """The jobs of a benchmark and its runs; jobs already done (and datasets that match) are marked done.
+
+    ``write``: write each run's ``run.json`` (what it is, for ``rgvlm compare``); False for a dry run.
 
     Raises:
         ConfigError: a labeler that is not available and not optional (the message names it).
@@ -349,7 +351,7 @@ def plan(cfg: BenchmarkConfig, out: str | Path, *, jobs: int = 1, force: bool = 
         raise DatasetMismatch("the benchmark would reuse outputs that do not match the config:\n  - "
                               + "\n  - ".join(problems) + "\nPass --force to re-collect / re-label / re-run them, "
                               "or change the config's `namespace` (datasets) or --out (runs).")
-    for run in runs:
+    for run in runs if write else ():
         atomic_write_text(run.dir / "run.json", json.dumps(run.record(), indent=1))
     return job_list, runs
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:  # optional labelers that are missing: one line each
         warnings.simplefilter("always")
-        job_list, runs = plan(cfg, args.out, jobs=args.jobs, force=args.force)
+        job_list, runs = plan(cfg, args.out, jobs=args.jobs, force=args.force, write=not args.dry_run)
     for w in caught:
         print(f"warning: {w.message}")
     done = sum(j.done for j in job_list)
