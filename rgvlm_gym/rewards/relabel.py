@@ -285,7 +285,7 @@ class RelabelSummary:
         return self.episodes / self.elapsed_s if self.elapsed_s > 0 else math.nan
 
     def text(self) -> str:
-        """The closing summary; every line says "(simulated LVLM)" when the labels are simulated."""
+        """The closing summary; its first line says so when the labels come from the simulated LVLM."""
         n_unl = self.episodes - self.labeled
         lines = [
             f"Relabeled {self.source} -> {self.out} with {self.labeler['type']}"
@@ -304,11 +304,11 @@ class RelabelSummary:
         if self.cache:
             lines.append(f"Label cache: {self.cache}")
         if self.quality is not None:
-            lines.append("Label quality vs the oracle's sub-task progress (dense labels, per step):")
+            lines.append("Label quality vs the dense progress oracle (per step):")
             lines.extend(self.quality.table().splitlines())
-        if self.simulated:
-            lines = [f"{line} {SIM_NOTE}" if line.strip() and SIM_NOTE not in line else line for line in lines]
-            lines.append("Labels come from the simulated LVLM (sim): simulated from ground truth, not a model's judgement.")
+        if self.simulated:  # said once, first: every figure below derives from simulated labels
+            lines.insert(0, "SIMULATED LVLM (sim): the labels and every figure below are simulated from ground truth "
+                            "through an error model, not a model's judgement.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

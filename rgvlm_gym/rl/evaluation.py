@@ -41,8 +41,9 @@ import numpy as np
 
 __all__ = ["EvalEpisode", "EvaluationReport", "Policy", "d3rlpy_policy", "evaluate", "random_policy", "wilson_interval"]
 
-#: a batch policy: observations (dicts with "image" and "instruction") -> action indices
-Policy = Callable[[Sequence[dict[str, Any]]], np.ndarray]
+#: a batch policy: observations (dicts with "image" and "instruction") and their infos (with
+#: "action_mask") -> action indices
+Policy = Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], np.ndarray]
 Z95 = 1.959963984540054
 
 
@@ -198,7 +199,7 @@ def random_policy(seed: int = 0) -> Policy:
     rng = np.random.default_rng(seed)
     n = len(action_vocabulary())
 
-    def act(observations: Sequence[dict[str, Any]]) -> np.ndarray:
+    def act(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> np.ndarray:
         return rng.integers(n, size=len(observations))
 
     return act
@@ -214,7 +215,9 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     embed = InstructionEmbedder(encoder)
     table: dict[str, np.ndarray] = {}
 
-    def act(observations: Sequence[dict[str, Any]]) -> np.ndarray:
+    n_inputs = len(algo.impl.observation_shape) if algo.impl is not None and isinstance(algo.impl.observation_shape[0], (list, tuple)) else 2
+
+    def act(observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> np.ndarray:
         texts = [o["instruction"] for o in observations]
         new = sorted({t for t in texts if t not in table})
         if new:
@@ -225,6 +228,8 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
 
             images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), Image.Resampling.BOX)) for im in images])
         x = [np.ascontiguousarray(images.transpose(0, 3, 1, 2)), np.stack([table[t] for t in texts])]
+        if n_inputs == 3:  # a model trained with action masks reads them (and DiscreteIQL decodes over them)
+            x.append(np.stack([i["action_mask"] for i in infos]).astype(np.float32))
         out = algo.predict(x) if greedy else algo.sample_action(x)
         return np.asarray(out).reshape(-1)
 
@@ -292,7 +297,7 @@ def evaluate(
             live.append({"env": env, "obs": obs, "info": info, "steps": 0, "invalid": 0, "expert": expert, "job": (seed, rand, idx), "done": False})
         while not all(s["done"] for s in live):
             active = [s for s in live if not s["done"]]
-            actions = policy([s["obs"] for s in active])
+            actions = policy([s["obs"] for s in active], [s["info"] for s in active])
             for s, a in zip(active, actions, strict=True):
                 obs, _, term, trunc, info = s["env"].step(int(a))
                 s["obs"], s["info"] = obs, info

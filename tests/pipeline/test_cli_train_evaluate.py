@@ -24,12 +24,20 @@ def test_collect_train_evaluate(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = tmp_path / "run"
     r = rgvlm("train", "test/cli-v0", "--algo", "iql", "--steps", "20", "--batch-size", "16", "--steps-per-epoch", "10",
-              "--out", str(out), env=env)
+              "--threads", "1", "--eval-every", "10", "--eval-episodes", "1", "--out", str(out), env=env)
     assert r.returncode == 0, r.stderr
-    assert (out / "model.d3").is_file()
+    assert (out / "model.d3").is_file() and oct((out / "model.d3").stat().st_mode & 0o777) != oct(0o600)
+    assert not list((out / "logs").rglob("*.d3"))  # one saved model, not a second copy per epoch
     record = json.loads((out / "train.json").read_text())
     assert record["algo_type"] == "discrete_iql" and record["dataset_id"] == "test/cli-v0"
     assert record["env_kwargs"]["num_tasks"] == 10
+    assert record["threads"] == 1 and record["action_masks"] and record["observation"][-1] == "action_mask"
+    assert [row["step"] for row in record["learning_curve"]] == [10, 20]
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert (out / "learning_curve.csv").read_text().startswith("step,train_s,completion")
+    # no CUDA here: a clear error, not an AssertionError from torch
+    r = rgvlm("train", "test/cli-v0", "--steps", "5", "--device", "cuda:0", "--out", str(tmp_path / "cuda"), env=env)
+    assert r.returncode == 1 and "no CUDA device" in r.stderr
     # an existing model is not overwritten without --force
     r = rgvlm("train", "test/cli-v0", "--steps", "5", "--out", str(out), env=env)
     assert r.returncode == 1 and "--force" in r.stderr
