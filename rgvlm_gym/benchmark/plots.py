@@ -8,6 +8,7 @@ behind each picture are in the CSV / JSON that :func:`rgvlm_gym.benchmark.aggreg
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from collections import defaultdict
@@ -108,12 +109,19 @@ def grouped_bars(summary: Sequence[Mapping[str, Any]], path: str | Path, *, metr
 def learning_curves(runs: Sequence[Mapping[str, Any]], path: str | Path, *, simulated: bool = False,
                     max_metrics: int = 4) -> Path | None:
     """Per reward, the mean across seeds of each metric d3rlpy logged (``train/logs/*/*.csv``) against
-    gradient steps, a band for min..max across seeds. Evaluation metrics logged during training
-    (names with ``success`` or ``completion``) come first. None when no run has logs."""
+    gradient steps, a band for min..max across seeds. Evaluations during training (``rgvlm train
+    --eval-every``: ``train/learning_curve.csv``) come first. None when no run has logs."""
     plt = _plt()
     data: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for run in runs:
         label = run["reward"] if len({r["algo"] for r in runs}) == 1 else f"{run['algo']}: {run['reward']}"
+        curve = Path(run["dir"], "train", "learning_curve.csv")  # `rgvlm train --eval-every`
+        if curve.is_file():
+            with curve.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    for m in ("completion", "success"):
+                        with contextlib.suppress(TypeError, ValueError):
+                            data[f"evaluation {m}"][label][int(row["step"])].append(float(row[m]))
         for f in sorted(Path(run["dir"], "train", "logs").glob("*/*.csv")):
             with f.open(newline="") as fh:
                 for row in csv.reader(fh):
