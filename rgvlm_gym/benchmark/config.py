@@ -188,6 +188,7 @@ class BenchmarkConfig:
     description: str = ""
     namespace: str = ""
     curve: CurveSpec | None = None
+    quick: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -246,7 +247,8 @@ class BenchmarkConfig:
         labelers = {k: (v if v.lvlm is not None else LabelerSpec(**{**v.__dict__, "lvlm": lvlm})) for k, v in labelers.items()}
         namespace = str(data.get("namespace") or f"bench-{name}")
         return cls(name=name, dataset=dataset, train=train, evaluate=evaluate, labelers=labelers, rewards=rewards,
-                   lvlm=lvlm, description=str(data.get("description", "")), namespace=namespace, curve=curve, raw=data)
+                   lvlm=lvlm, description=str(data.get("description", "")), namespace=namespace, curve=curve, quick=quick,
+                   raw=data)
 
 
 def parse_reward(text: str) -> RewardSpec:

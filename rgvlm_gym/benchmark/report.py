@@ -50,11 +50,11 @@ def report(cfg: BenchmarkConfig, runs: Sequence[RunInfo], out: str | Path, *, si
     if not rows:
         echo("no finished evaluations to report")
         return None
-    meta = {"config": cfg.name, "description": cfg.description, "runs": len(finished), "runs_missing": missing,
+    meta = {"config": cfg.name, "quick": cfg.quick, "description": cfg.description, "runs": len(finished), "runs_missing": missing,
             "seeds": list(cfg.train.seeds), "evaluation": {"episodes_per_k_seed_init": cfg.evaluate.episodes,
                                                            "seeds": list(cfg.evaluate.seeds), "subtasks": cfg.evaluate.subtasks}}
     doc = write_results(res, rows, simulated=simulated, meta=meta)
-    title = cfg.description or cfg.name
+    title = (cfg.description or cfg.name) + (" (--quick: a smoke test, not a result)" if cfg.quick else "")
     pictures = [grouped_bars(doc["summary"], res / "completion.png", metric="completion", title=title, simulated=simulated),
                 grouped_bars(doc["summary"], res / "success.png", metric="success", title=title, simulated=simulated)]
     lc = learning_curves(finished, res / "learning_curves.png", simulated=simulated)
