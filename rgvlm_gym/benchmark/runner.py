@@ -84,6 +84,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
