@@ -28,6 +28,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--masks", action="store_true", help="action masks as input + masked policy")
+    p.add_argument("--action-text", action="store_true", help="score actions through their phrase embeddings")
     p.add_argument("--no-decode-mask", action="store_true", help="evaluate without masking inadmissible actions")
     p.add_argument("--filters", default="32,8,4;64,4,2;64,3,1")
     p.add_argument("--feature-size", type=int, default=256)
@@ -96,7 +97,7 @@ def main() -> None:
     import gymnasium as gym
 
     import rgvlm_gym  # noqa: F401
-    from rgvlm_gym.data import to_d3rlpy
+    from rgvlm_gym.data import dataset_info, to_d3rlpy
     from rgvlm_gym.data.embeddings import InstructionEmbedder
     from rgvlm_gym.rl import DiscreteIQLConfig, LanguageConditionedEncoderFactory
     from rgvlm_gym.rl.threads import set_num_threads
@@ -111,6 +112,7 @@ def main() -> None:
         encoder_factory=LanguageConditionedEncoderFactory(filters=filters, feature_size=args.feature_size),
         batch_size=args.batch_size, actor_learning_rate=args.lr, critic_learning_rate=args.lr,
         expectile=args.expectile, weight_temp=args.weight_temp, gamma=args.gamma,
+        action_names=list(dataset_info(args.dataset)["action_names"]) if args.action_text else [],
     ).create(device="cpu")
 
     env_kwargs = {"tasks": "alfred", "alfred_dir": args.alfred_dir, "split": args.eval_split, "subtasks": "1-6"}

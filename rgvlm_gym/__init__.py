@@ -4,7 +4,7 @@ Importing the package registers the Gymnasium environments::
 
     >>> import gymnasium as gym
     >>> import rgvlm_gym
-    >>> "rgvlm_gym/AlfredLite-v0" in gym.registry
+    >>> "rgvlm_gym/AlfredLite-v1" in gym.registry
     True
 """
 

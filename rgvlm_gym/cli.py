@@ -60,14 +60,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from rgvlm_gym.errors import RgvlmError
+
     try:
         return int(_load(args.command).run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # user-facing errors: no traceback
+    except (RgvlmError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # the user's input or the machine's state: one line, no traceback
         print(f"rgvlm {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        if _is_user_error(exc):
+            print(f"rgvlm {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise  # a bug: keep its traceback
+
+
+def _is_user_error(exc: ValueError) -> bool:
+    """Whether a plain ``ValueError`` reports bad input (one line) or a bug (traceback).
+
+    rgvlm-gym raises ``ValueError`` only to reject input (asserts guard its own invariants; STYLE.md 9),
+    and so does Gymnasium when it checks an env's arguments. So a ``ValueError`` raised by a ``raise``
+    statement in their code is the user's; one raised inside numpy, torch, h5py, d3rlpy... is a bug
+    (e.g. two arrays of different shapes) and keeps its traceback. New user-facing checks should raise
+    :class:`~rgvlm_gym.errors.UsageError`, which needs no such guess.
+    """
+    import traceback
+
+    text = str(exc)
+    if not text.strip():
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    origin = frames[-1].filename.replace("\\", "/")
+    return "/rgvlm_gym/" in origin or "/gymnasium/" in origin
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from rgvlm_gym.alfred.world import World
 
 __all__ = [
     "ROOMS",
+    "describe_plan",
     "generate_prefix_tasks",
     "generate_scene",
     "generate_task",
@@ -830,6 +831,58 @@ def _step_description(s: _Step, nm: _Namer, rng: np.random.Generator) -> str:
         v["lamp"] = nm.name(s.arg)
         return _fill(rng, tpl.steps["ToggleObject"], v)
     raise AssertionError(f"no description for {s.verb}")
+
+
+def describe_plan(world: World, plan: Sequence[tuple[str, str]], rng: np.random.Generator) -> str:
+    """Step-by-step instruction text for ``plan`` carried out from ``world`` (which is not changed).
+
+    The same step templates as procedural tasks' step descriptions, filled from the scene as it is: used
+    for prefix tasks in randomized initial states, whose human step text describes the original placements.
+
+        >>> from rgvlm_gym.alfred.scene import ObjectSpec, ReceptacleSpec, SceneSpec
+        >>> scene = SceneSpec("demo", "kitchen", (ReceptacleSpec("Microwave|1", "Microwave"),
+        ...     ReceptacleSpec("Fridge|1", "Fridge")), (ObjectSpec("Cup|1", "Cup", "Microwave|1"),))
+        >>> text = describe_plan(World(scene), [("GotoLocation", "Microwave"), ("PickupObject", "Cup"),
+        ...     ("GotoLocation", "Fridge"), ("PutObject", "Fridge")], np.random.default_rng(0))
+        >>> "microwave" in text and "fridge" in text.lower()
+        True
+
+    Raises:
+        ValueError: if an action of the plan fails from that state.
+    """
+    w = world.copy()
+    nm = _Namer(rng, world.scene.room)
+
+    def thing(oid: str) -> dict[str, Any]:
+        return {"type": w.obj_type[oid], "sliced": "sliced" in w.flags[oid], "contents": [w.obj_type[c] for c in w.children.get(oid, [])]}
+
+    out = []
+    for verb, arg in plan:
+        ctx: dict[str, Any] = {"held": thing(w.held) if w.held is not None and verb != "PickupObject" else None}
+        if verb == "GotoLocation":
+            ctx["kind"] = "recep" if arg in w.members else "object"
+        elif verb == "PickupObject":
+            target = w.pickup_target(arg)
+            parent = w.parent.get(target) if target is not None else None
+            ctx["holder"] = w.type_of(parent) if parent is not None else None
+            ctx["place"] = w.location
+        elif verb == "SliceObject":
+            ctx["place"] = w.location
+            ctx["tool"] = w.obj_type[w.held] if w.held is not None else None
+        elif verb in _APPLIANCE_VERB_KIND:
+            ctx["appliance"] = w.onto.appliances[_APPLIANCE_VERB_KIND[verb]]
+        err = w.step(verb, arg)
+        if err is not None:
+            raise ValueError(f"describe_plan: {err}")
+        if verb == "GotoLocation" and ctx["kind"] == "object":
+            ctx["place"] = w.location
+        if verb == "PickupObject":
+            ctx["thing"] = thing(w.held)  # type: ignore[arg-type]
+        out.append(_step_description(_Step(verb, arg, None, ctx), nm, rng))
+    return " ".join(out)
+
+
+_APPLIANCE_VERB_KIND = {"HeatObject": "heat", "CoolObject": "cool", "CleanObject": "clean"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,9 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rgvlm_gym.alfred.ontology import FLOOR, Ontology, load_ontology, room_of_floor_plan
 from rgvlm_gym.alfred.scene import ObjectSpec, ReceptacleSpec, SceneSpec
 from rgvlm_gym.alfred.tasks import TASK_TYPES, Condition, TaskSpec, goal_for_task_type, subgoals_from_plan
+from rgvlm_gym.alfred.world import World
 
 __all__ = [
     "SPLITS",
@@ -45,6 +49,7 @@ __all__ = [
     "parse_subtask_range",
     "reconstruct_scene",
     "tasks_from_trajectory",
+    "verify_task",
 ]
 
 SPLITS = ("train", "valid_seen", "valid_unseen", "tests_seen", "tests_unseen")
@@ -499,6 +504,12 @@ class LoadReport:
     skipped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # reason -> one file it happened to
     agreement: SceneAgreement = field(default_factory=SceneAgreement)
+    randomized_unplannable: int = 0  # tasks kept whose seeded randomized check found no plan (see verify_task)
+
+    def skip(self, reason: str, path: str) -> None:
+        """Count a trajectory or task that cannot be used, with one example file per reason."""
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, path)
 
     def summary(self) -> str:
         s = f"{self.split}: {self.trajectories} trajectories -> {len(self.tasks)} tasks"
@@ -539,30 +550,69 @@ def _load_split_cached(alfred_dir: str, split: str, subtasks: tuple[int, int] | 
     trajs: list[AlfredTrajectory] = []
     # every split on disk contributes receptacle evidence for its floor plans
     other = [f for s in SPLITS if s != split and (root / s).is_dir() for f in sorted((root / s).glob("*/*/traj_data.json"))]
+    in_split = set(files)
     for path in files + other:
         try:
             traj = load_trajectory(path)
+            evidence.add_layout(traj.floor_plan)
+            evidence.add_plan(traj)
         except (ValueError, FileNotFoundError) as exc:
-            if path in files:
-                reason = str(exc).split(": ", 1)[1].split(" (")[0]
-                report.skipped[reason] += 1
-                report.examples.setdefault(reason, str(path))
+            if path in in_split:
+                report.skip(str(exc).split(": ", 1)[-1].split(" (")[0], str(path))
             continue
-        evidence.add_layout(traj.floor_plan)
-        evidence.add_plan(traj)
-        if path in files:
+        except Exception as exc:  # a malformed file must not abort the split: report it like any other
+            if path in in_split:
+                report.skip(f"malformed traj_data.json ({type(exc).__name__})", str(path))
+            continue
+        if path in in_split:
             trajs.append(traj)
     report.trajectories = len(files)
     for traj in trajs:
         try:
             scene = reconstruct_scene(traj, evidence, onto, report.agreement)
-            report.tasks.extend(tasks_from_trajectory(traj, scene, subtasks, onto))
+            tasks = tasks_from_trajectory(traj, scene, subtasks, onto)
         except ValueError as exc:
             reason = str(exc).split(": ", 1)[-1]
-            reason = re.sub(r"\[\d+\]", "[i]", reason)
-            report.skipped[reason] += 1
-            report.examples.setdefault(reason, traj.path)
+            report.skip(re.sub(r"\[\d+\]", "[i]", reason), traj.path)
+            continue
+        except Exception as exc:  # a malformed file must not abort the split: report it like any other
+            report.skip(f"malformed traj_data.json ({type(exc).__name__})", traj.path)
+            continue
+        for task in tasks:
+            reason = verify_task(task, onto, report)
+            if reason is None:
+                report.tasks.append(task)
+            else:
+                report.skip(reason, traj.path)
     return report
+
+
+def verify_task(task: TaskSpec, onto: Ontology | None = None, report: LoadReport | None = None) -> str | None:
+    """Why a task cannot be offered (None: it can), checked by planning from its initial state.
+
+    A task is refused when the expert planner finds no plan from the dataset's initial state, or when its
+    goal already holds there (nothing to do). One randomized initial state (seeded by the task) is planned
+    too; where that fails the task is kept, because the environment only offers randomized states it can
+    plan from, and ``report.randomized_unplannable`` counts it.
+    """
+    from rgvlm_gym.alfred.planner import expert_plan  # the planner imports the task module: late import
+    from rgvlm_gym.alfred.scene import randomize_scene
+
+    onto = onto or load_ontology()
+    try:
+        world = World(task.scene, onto)
+        if task.is_success(world):
+            return "goal already holds in the reconstructed initial state"
+        expert_plan(world, task.goal)
+    except Exception as exc:  # PlanningError, or a scene the world cannot hold: the task is refused, never raised later
+        return f"no expert plan from the initial state ({re.sub(r'[A-Z][A-Za-z]*[|][^ ]*', '<object>', str(exc))})"
+    seed = zlib.crc32(f"{task.task_id}/{task.n_subtasks}".encode())
+    try:
+        expert_plan(World(randomize_scene(task.scene, np.random.default_rng(seed), onto), onto), task.goal)
+    except Exception:
+        if report is not None:
+            report.randomized_unplannable += 1
+    return None
 
 
 def load_split(
@@ -579,7 +629,9 @@ def load_split(
         subtasks: None for the full tasks; ``"1-6"`` for every prefix task with 1..6 sub-tasks.
         layouts_dir: ALFRED's ``layouts`` folder (default: next to ``alfred_dir``); optional.
 
-    Nothing is skipped silently: the report counts unusable trajectories by reason.
+    Nothing is skipped silently: the report counts unusable trajectories and tasks by reason. A malformed
+    ``traj_data.json`` is one of them (it never aborts the split), and so is a task the expert planner
+    cannot solve from its initial state (:func:`verify_task`): every task in the report has a plan.
     """
     rng = parse_subtask_range(subtasks)
     return _load_split_cached(str(Path(alfred_dir).resolve()), split, rng, str(layouts_dir) if layouts_dir else None)

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["subtasks"] = args.subtasks
     if args.randomize_init:
         kwargs["randomize_init"] = True
-    env = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs)
+    env = gym.make("rgvlm_gym/AlfredLite-v1", **kwargs)
     base = env.unwrapped
     options = {"task_index": args.task_index} if args.task_index is not None else None
     _, info = env.reset(seed=args.seed, options=options)

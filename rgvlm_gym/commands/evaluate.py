@@ -53,12 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if env_kwargs.get("tasks") == "alfred" and not env_kwargs.get("alfred_dir"):
         raise ValueError("--tasks alfred needs --alfred-dir")
 
-    import d3rlpy
-
-    import rgvlm_gym.rl  # noqa: F401  (registers DiscreteIQL and the encoder with d3rlpy)
+    from rgvlm_gym.commands.common import load_model
     from rgvlm_gym.rl.evaluation import d3rlpy_policy, evaluate
 
-    algo = d3rlpy.load_learnable(str(model), device=args.device)
+    algo = load_model(model, args.device)
     report = evaluate(
         d3rlpy_policy(algo, greedy=not args.sample),
         env_kwargs,

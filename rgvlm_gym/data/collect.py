@@ -10,7 +10,7 @@ Workers collect episodes in any order and the writer stores them in index order,
 is the same for any number of workers.
 
     >>> import gymnasium as gym, rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=10)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=10)
     >>> rec = collect_episode(env.unwrapped, "partial", episode_id=0, seed=1, task_index=2)
     >>> rec.policy, rec.success, bool(rec.truncations[-1])
     ('partial', False, True)
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from minari import MinariDataset
 
 __all__ = ["EpisodePlan", "collect_dataset", "collect_episode", "episode_plan", "summarize"]
+
+_EPISODE_BYTES = 1 << 30  # most memory one collected episode may take (frames + images)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,12 @@ def collect_dataset(
         raise ValueError(f"Expect `workers` to be positive, actually: {workers}")
     if int(frame_size) < 224:
         raise ValueError(f"frame_size must be >= 224 (LVLMs read the labels), got {frame_size}")
+    # an episode is held in memory until it is written (frames and images of every step): bound it
+    step_bytes = 3 * (int(frame_size) ** 2 + int(image_size) ** 2)
+    if not 1 <= int(max_steps) <= _EPISODE_BYTES // step_bytes:
+        raise ValueError(f"Expect `max_steps` to be in 1..{_EPISODE_BYTES // step_bytes:,} with {frame_size} px frames and "
+                         f"{image_size} px images (an episode is held in memory, {step_bytes / 1e3:.0f} KB a step, at most "
+                         f"{_EPISODE_BYTES >> 30} GiB), actually: {max_steps}")
     from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
 
     did = str(parse_dataset_id(dataset_id))
@@ -281,6 +289,9 @@ def collect_dataset(
         "algorithm_name": f"rgvlm_gym behaviour policy: {policy}",
         "task_suite": {"tasks": tasks, "split": split if tasks == "alfred" else None, "subtasks": subtasks,
                        "randomize_init": bool(randomize_init), "num_tasks": n_tasks},
+        "instructions": ("dataset text" if not randomize_init else "randomized initial states: " + (
+            "step text regenerated from the expert plan in the randomized scene (human step text describes the original placements)"
+            if subtasks else "goal-level text as in the dataset (it says what to achieve, not where things start)")),
         "policy": policy,
         "policy_mix": mix_d,
         "default_policy_mix": DEFAULT_MIX,
@@ -307,13 +318,20 @@ def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
 
     ds = open_dataset(dataset)
     stats: dict[str, list[tuple[bool, int, float]]] = {}
-    with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
-        for i in ds.episode_indices:
-            g = f[f"episode_{int(i)}"]
-            term = g["terminations"][()]
-            prog = g["privileged/subtask_progress"][()]
-            n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
-            stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    i = None
+    try:
+        with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
+            for i in ds.episode_indices:
+                g = f[f"episode_{int(i)}"]
+                term = g["terminations"][()]
+                prog = g["privileged/subtask_progress"][()]
+                n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
+                stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # damaged bytes, however HDF5 says it
+        from rgvlm_gym.data.storage import DatasetError
+
+        where = "" if i is None else f" episode {int(i)}"
+        raise DatasetError(f"dataset {ds.id!r}{where}: cannot be read (corrupted?): {type(exc).__name__}: {exc}") from exc
     out: dict[str, dict[str, float]] = {}
     for name in sorted(stats, key=lambda k: (k == "all", k)):
         rows = stats[name]

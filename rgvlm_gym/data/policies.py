@@ -32,7 +32,7 @@ Every policy is driven by a ``numpy.random.Generator`` the caller seeds per epis
 function of (collection seed, episode index) alone.
 
     >>> import gymnasium as gym, numpy as np, rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=20)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=20)
     >>> _, info = env.reset(seed=0, options={"task_index": 3})
     >>> policy = make_policy("expert")
     >>> policy.reset(env.unwrapped, np.random.default_rng(0))

@@ -1,4 +1,4 @@
-"""``rgvlm_gym/AlfredLite-v0``: ALFRED's high-level task world as a fast, headless Gymnasium environment.
+"""``rgvlm_gym/AlfredLite-v1``: ALFRED's high-level task world as a fast, headless Gymnasium environment.
 
 Holds :class:`AlfredLiteEnv`, :func:`action_vocabulary` and :data:`INSTRUCTION_CHARSET`.
 
@@ -10,7 +10,7 @@ step that reaches success. An invalid action changes nothing and says why in ``i
 
     >>> import gymnasium as gym
     >>> import rgvlm_gym
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=20)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=20)
     >>> obs, info = env.reset(seed=0, options={"task_index": 3})
     >>> obs["image"].shape, obs["image"].dtype
     ((64, 64, 3), dtype('uint8'))
@@ -43,6 +43,7 @@ from rgvlm_gym.alfred.render import Renderer
 from rgvlm_gym.alfred.scene import randomize_scene
 from rgvlm_gym.alfred.tasks import TaskSpec
 from rgvlm_gym.alfred.world import VERBS, World
+from rgvlm_gym.envs.spaces import AUTORESET_MODE, InstructionText
 
 __all__ = ["INSTRUCTION_CHARSET", "MAX_INSTRUCTION_LENGTH", "AlfredLiteEnv", "action_vocabulary"]
 
@@ -70,12 +71,50 @@ def action_vocabulary() -> tuple[tuple[str, str], ...]:
     return tuple((verb, t) for verb in VERBS for t in targets[verb])
 
 
+#: largest procedural suite: tasks are built up front, ~15 KB and ~3 ms each (100,000: ~1.5 GB, minutes)
+MAX_NUM_TASKS = 100_000
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_types(**kwargs: Any) -> None:
+    """Strict types for the constructor: ``bool("no")`` is True and ``int(2.7)`` is 2, so neither is coerced."""
+    for name, value in kwargs.items():
+        if name == "randomize_init":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Expect `randomize_init` to be a bool, actually: {value!r} ({type(value).__name__})")
+        elif not _is_int(value):
+            raise ValueError(f"Expect `{name}` to be an int, actually: {value!r} ({type(value).__name__})")
+    if not 1 <= int(kwargs["num_tasks"]) <= MAX_NUM_TASKS:
+        raise ValueError(f"Expect `num_tasks` to be in 1..{MAX_NUM_TASKS:,} (the suite is built in memory, ~15 KB a task), "
+                         f"actually: {kwargs['num_tasks']}")
+
+
+def _action_int(action: Any) -> int:
+    """An action as an int; a float, a string or a bool is refused (``int(3.7)`` would silently act as 3)."""
+    if isinstance(action, np.ndarray) and action.shape == ():
+        action = action[()]
+    if not _is_int(action):
+        raise ValueError(f"Expect the action to be an int (or numpy integer), actually: {action!r} ({type(action).__name__})")
+    return int(action)
+
+
 @lru_cache(maxsize=16)
 def _procedural_suite(num_tasks: int, seed: int, subtasks: str | None, types: tuple[str, ...] | None) -> tuple[TaskSpec, ...]:
     # tasks are immutable: envs built with the same arguments (a vector env, an evaluation) share them
     from rgvlm_gym.alfred.procedural import procedural_suite
 
     return tuple(procedural_suite(num_tasks, seed=seed, subtasks=subtasks, task_types=list(types) if types else None))
+
+
+def _plan_or_none(world: World, task: TaskSpec) -> list[tuple[str, str]] | None:
+    # only states the expert can solve are offered, so expert_plan() never raises right after a reset
+    try:
+        return expert_plan(world, task.goal)
+    except PlanningError:
+        return None
 
 
 def _ascii(text: str) -> str:
@@ -95,7 +134,12 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         subtasks: ``None`` for whole tasks, or ``"1-6"`` for every prefix task with 1..6 sub-tasks.
         randomize_init: re-place the room's objects into random compatible receptacles at each reset
             (redrawn while the placement already completes the first sub-task; after 20 draws, the
-            dataset's initial state is kept).
+            dataset's initial state is kept; only states the expert planner can solve are offered).
+            Instructions then still match the scene: a whole task keeps its goal-level text (ALFRED's human
+            ``task_desc``, which says what to achieve, not where things start); a suite of k-sub-task tasks
+            (``subtasks=...``), whose human step text walks through the original placements, gets step text
+            regenerated from the expert plan in the randomized scene (``info["task"]["instruction_source"]``
+            is ``"regenerated"``, else ``"dataset"``).
         num_tasks: size of a procedural suite (ignored for ALFRED).
         suite_seed: seed of the procedural suite (task i of a suite is always the same).
         task_types: restrict the suite to these ALFRED task types (comma-separated or a list).
@@ -106,7 +150,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         render_mode: ``None`` or ``"rgb_array"``.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AUTORESET_MODE}
 
     def __init__(
         self,
@@ -124,6 +168,8 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         layouts_dir: str | None = None,
         render_mode: str | None = None,
     ) -> None:
+        _check_types(randomize_init=randomize_init, num_tasks=num_tasks, suite_seed=suite_seed, image_size=image_size,
+                     render_size=render_size, max_steps=max_steps)
         if tasks not in TASK_SOURCES:
             hint = difflib.get_close_matches(str(tasks), TASK_SOURCES, n=1)
             raise ValueError(f"tasks must be one of {TASK_SOURCES}, got {tasks!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
@@ -164,13 +210,15 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8),
-                "instruction": spaces.Text(MAX_INSTRUCTION_LENGTH, min_length=0, charset=INSTRUCTION_CHARSET),
+                "instruction": InstructionText(MAX_INSTRUCTION_LENGTH, min_length=0, charset=INSTRUCTION_CHARSET),
             }
         )
         self._renderer = Renderer()
         self.task: TaskSpec = self.suite[0]
         self.task_index = 0
         self.instruction = ""
+        self.instruction_source = "dataset"
+        self._step_text = subtasks is not None  # suites of k-sub-task tasks are instructed step by step
         self.world = World(self.task.scene, self.onto)
         self._task_info = self.task.summary(self.instruction) | {"task_index": self.task_index}
         self._steps = 0
@@ -210,17 +258,24 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
             # a re-placement that already completes the first sub-task would make the task trivial: redraw
             candidate = World(randomize_scene(self.task.scene, self.np_random, self.onto), self.onto)
             if not any(all(c.holds(candidate) for c in goal) for goal in (self.task.subgoals[0], self.task.goal)):
-                world = candidate
-                break
+                plan = _plan_or_none(candidate, self.task)
+                if plan is not None:
+                    world = candidate
+                    if self._step_text:  # step-by-step text describes the original placements: rewrite it
+                        from rgvlm_gym.alfred.procedural import describe_plan
+
+                        self.instruction = _ascii(describe_plan(candidate, plan, self.np_random))
+                    break
+        self.instruction_source = "regenerated" if world is not None and self._step_text else "dataset"
         self.world = world or World(self.task.scene, self.onto)
-        self._task_info = self.task.summary(self.instruction) | {"task_index": self.task_index}
+        self._task_info = self.task.summary(self.instruction) | {"task_index": self.task_index, "instruction_source": self.instruction_source}
         self._steps = 0
         self._progress = 0
         self._advance_progress()
         return self._obs(), self._info(None, None)
 
     def step(self, action: int | np.integer) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        a = int(action)
+        a = _action_int(action)
         self._steps += 1
         if not 0 <= a < len(self._vocab):
             error: str | None = f"action {a} is out of range 0..{len(self._vocab) - 1}"

@@ -57,3 +57,6 @@ __all__ = [
     "registered_sim_tasks",
     "strip_privileged",
 ]
+
+# The baseline labelers' sim tasks (preference, rating, gvl); imported for its registrations.
+from rgvlm_gym.lvlm import sim_tasks as _sim_tasks  # noqa: E402, F401

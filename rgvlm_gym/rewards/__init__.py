@@ -10,13 +10,19 @@ Holds the public API of the sub-package:
 - :class:`SparseLabeler`, :class:`OracleLabeler` (ground-truth sub-task progress, the upper bound),
   :class:`CombinedLabeler` (``sparse + lam * dense``), :class:`SuccessDetectorLabeler` (per-step yes/no
   LVLM baseline).
+- The reward methods RG-VLM is compared with: :class:`RLVLMFLabeler` (``rlvlmf``, LVLM preferences ->
+  Bradley-Terry reward model), :class:`RatingLabeler` (``rating``, LVLM ratings -> reward model),
+  :class:`GVLLabeler` (``gvl``, progress of shuffled frames), and the embedding-model rewards
+  :class:`CLIPLabeler` (``clip``, VLM-RM), :class:`BLIP2Labeler` (``blip2``), :class:`RoboCLIPLabeler`
+  (``roboclip``); they import torch / transformers only when built.
 - :class:`LabelCache` — the persistent SQLite (WAL) label cache.
 - :class:`RGVLMRewardWrapper` — label episodes online in a Gymnasium env.
 - :func:`label_stream`, :func:`annotate`, :class:`LabelStats`, :func:`provenance` — streaming, concurrent
   labeling of many episodes and the audit columns / metadata of a relabeled dataset (the relabel engine).
 - :func:`relabel`, :class:`RelabelSummary` — the relabel pipeline: a Minari dataset in, a new one with
   ``sparse + lam * LVLM`` rewards out, cached and resumable (``rgvlm relabel``).
-- :func:`label_quality` — Spearman / Pearson of labels against the oracle, overall and per group.
+- :func:`label_quality` — Spearman / Pearson of labels against the oracle and VOC (value-order correlation),
+  overall and per group.
 - :data:`PROMPT_VERSION`, :data:`PROMPT_SHA256`, :func:`load_prompts` — the versioned prompt templates
   (``envs/prompts/``).
 
@@ -53,11 +59,16 @@ from rgvlm_gym.rewards.basic import (
     subtask_contributions,
 )
 from rgvlm_gym.rewards.cache import SCHEMA_VERSION, LabelCache, LabelCacheError
+from rgvlm_gym.rewards.embedding import BLIP2Labeler, CLIPLabeler, RoboCLIPLabeler
+from rgvlm_gym.rewards.feedback import FeedbackLabeler, oracle_values
+from rgvlm_gym.rewards.gvl import GVLLabeler
 from rgvlm_gym.rewards.lvlm_labeler import LVLMLabeler
 from rgvlm_gym.rewards.prompts import PROMPT_SHA256, PROMPT_VERSION, load_prompts
 from rgvlm_gym.rewards.quality import QualityReport, label_quality
+from rgvlm_gym.rewards.rating import RatingLabeler
 from rgvlm_gym.rewards.relabel import RelabelSummary, build_labeler, default_cache_path, relabel
 from rgvlm_gym.rewards.rgvlm import RGVLMLabeler, parse_scores, plan_parts
+from rgvlm_gym.rewards.rlvlmf import RLVLMFLabeler
 from rgvlm_gym.rewards.rollout import EpisodeBuilder, rollout
 from rgvlm_gym.rewards.stream import LabelStats, annotate, label_stream, provenance
 from rgvlm_gym.rewards.success import SuccessDetectorLabeler
@@ -68,8 +79,12 @@ __all__ = [
     "PROMPT_SHA256",
     "PROMPT_VERSION",
     "SCHEMA_VERSION",
+    "BLIP2Labeler",
+    "CLIPLabeler",
     "CombinedLabeler",
     "EpisodeBuilder",
+    "FeedbackLabeler",
+    "GVLLabeler",
     "LVLMLabeler",
     "LabelCache",
     "LabelCacheError",
@@ -80,7 +95,10 @@ __all__ = [
     "QualityReport",
     "RGVLMLabeler",
     "RGVLMRewardWrapper",
+    "RLVLMFLabeler",
+    "RatingLabeler",
     "RelabelSummary",
+    "RoboCLIPLabeler",
     "SparseLabeler",
     "SuccessDetectorLabeler",
     "annotate",
@@ -91,6 +109,7 @@ __all__ = [
     "load_prompts",
     "make_labeler",
     "oracle_contributions",
+    "oracle_values",
     "progress_contributions",
     "subtask_contributions",
     "PARTIAL_CREDIT",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -136,6 +136,21 @@ class Labeler(abc.ABC):
     name: ClassVar[str] = ""
     #: whether labels come from an LVLM (and so cost calls).
     uses_lvlm: ClassVar[bool] = False
+    #: whether the labeler must see the whole dataset before labeling any episode (labelers that train a
+    #: reward model); :func:`~rgvlm_gym.rewards.relabel` then calls :meth:`fit` first.
+    needs_fit: ClassVar[bool] = False
+
+    def fit(self, episodes: Callable[[], Iterable[EpisodeRecord]] | Iterable[EpisodeRecord]) -> None:  # noqa: B027
+        """Learn from the dataset before labeling (a no-op unless :attr:`needs_fit`).
+
+        ``episodes`` is an iterable of records or a function returning a fresh iterator over them (the
+        dataset may be read more than once).
+        """
+
+    def extra_cost(self) -> dict[str, float]:
+        """Costs not carried by per-episode results: LVLM calls / tokens / images made in :meth:`fit`,
+        model ``forward_passes``, reward-model ``train_s``. Totals since the labeler was built."""
+        return {}
 
     @abc.abstractmethod
     def label(self, episode: EpisodeRecord) -> LabelResult:

@@ -246,6 +246,21 @@ class CombinedLabeler(Labeler):
     def uses_lvlm(self) -> bool:  # type: ignore[override]
         return self.base.uses_lvlm or self.dense.uses_lvlm
 
+    @property
+    def needs_fit(self) -> bool:  # type: ignore[override]
+        return self.base.needs_fit or self.dense.needs_fit
+
+    def fit(self, episodes: Any) -> None:
+        for part in (self.base, self.dense):
+            if part.needs_fit:
+                part.fit(episodes)
+
+    def extra_cost(self) -> dict[str, float]:
+        out = dict(self.base.extra_cost())
+        for k, v in self.dense.extra_cost().items():
+            out[k] = out.get(k, 0) + v
+        return out
+
     def params(self) -> dict[str, Any]:
         return {
             "base": self.base.config,

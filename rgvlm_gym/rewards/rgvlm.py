@@ -195,6 +195,7 @@ class RGVLMLabeler(LVLMLabeler):
     """
 
     name = "rgvlm"
+    score_bounds = (0.0, 10.0)
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ Example:
     >>> import gymnasium as gym
     >>> import rgvlm_gym
     >>> from rgvlm_gym.rewards.rollout import rollout
-    >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=20)
+    >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=20)
     >>> ep = rollout(env, "expert", seed=0, options={"task_index": 3})
     >>> len(ep), ep.frames.shape[1:], ep.progress.tolist(), ep.success
     (9, (224, 224, 3), [0, 0, 1, 1, 2, 3, 4, 5, 5, 6], True)
@@ -156,7 +156,7 @@ def rollout(
     """Play one episode and return its record.
 
     Args:
-        env: an AlfredLite env (``gym.make("rgvlm_gym/AlfredLite-v0", ...)``).
+        env: an AlfredLite env (``gym.make("rgvlm_gym/AlfredLite-v1", ...)``).
         policy: ``"expert"`` (the expert plan from the reset state), a list of action indices, or a
             callable ``(obs, info) -> action``.
         seed, options: passed to ``env.reset``.

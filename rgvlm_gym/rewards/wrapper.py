@@ -48,7 +48,7 @@ class RGVLMRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstr
         >>> import gymnasium as gym
         >>> import rgvlm_gym
         >>> from rgvlm_gym.rewards import RGVLMLabeler, RGVLMRewardWrapper
-        >>> env = gym.make("rgvlm_gym/AlfredLite-v0", num_tasks=20)
+        >>> env = gym.make("rgvlm_gym/AlfredLite-v1", num_tasks=20)
         >>> env = RGVLMRewardWrapper(env, RGVLMLabeler("sim:noise=0,seed=0"), mode="episode", lam=0.5)
         >>> obs, info = env.reset(seed=0, options={"task_index": 3})
         >>> for a in env.unwrapped.expert_plan():
@@ -76,7 +76,7 @@ class RGVLMRewardWrapper(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstr
             raise ValueError(f"Expect `window` to be a positive int, actually: {window!r}")
         if not hasattr(env.unwrapped, "render_frame"):
             raise ValueError(
-                f"Expect an env whose unwrapped env has render_frame(size) (e.g. rgvlm_gym/AlfredLite-v0), "
+                f"Expect an env whose unwrapped env has render_frame(size) (e.g. rgvlm_gym/AlfredLite-v1), "
                 f"actually: {type(env.unwrapped).__name__}"
             )
         self.labeler = make_labeler(labeler)

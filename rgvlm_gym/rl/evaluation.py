@@ -209,8 +209,14 @@ def d3rlpy_policy(algo: Any, encoder: str = "minilm", greedy: bool = True, image
     """A trained d3rlpy algorithm on ``(image, instruction embedding)`` tuples as a batch policy.
 
     The instruction goes through the same frozen, cached encoder as :func:`rgvlm_gym.data.to_d3rlpy`.
+    A model trained on another action vocabulary (an older AlfredLite) is refused with
+    :class:`rgvlm_gym.envs.versions.VocabularyMismatchError`.
     """
     from rgvlm_gym.data.embeddings import InstructionEmbedder
+    from rgvlm_gym.envs.versions import check_action_names
+
+    if getattr(algo, "action_size", None) is not None:
+        check_action_names(int(algo.action_size), "this model")
 
     embed = InstructionEmbedder(encoder)
     table: dict[str, np.ndarray] = {}
@@ -263,7 +269,7 @@ def evaluate(
 
     Args:
         policy: maps a batch of observations to actions (see :func:`d3rlpy_policy`).
-        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v0", **env_kwargs)`` arguments (the task suite).
+        env_kwargs: ``gym.make("rgvlm_gym/AlfredLite-v1", **env_kwargs)`` arguments (the task suite).
         episodes_per_k: tasks drawn per sub-task count, per seed and per initial-state kind.
         seeds: evaluation seeds (task draw, reset seed, randomized placement).
         randomize: evaluate from the dataset's initial states (False) and/or randomized ones (True).
@@ -278,7 +284,7 @@ def evaluate(
     if episodes_per_k < 1:
         raise ValueError(f"episodes_per_k must be >= 1, got {episodes_per_k}")
     kwargs = {k: v for k, v in env_kwargs.items() if k != "randomize_init"}
-    probe = gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped
+    probe = gym.make("rgvlm_gym/AlfredLite-v1", **kwargs).unwrapped
     jobs = [(seed, rand, idx) for seed in seeds for rand in randomize for idx in _select_tasks(probe, episodes_per_k, seed, subtask_counts)]
     bar = None
     if progress:
@@ -286,7 +292,7 @@ def evaluate(
 
         bar = tqdm(total=len(jobs), desc="evaluate", unit="ep")
     episodes: list[EvalEpisode] = []
-    envs = [gym.make("rgvlm_gym/AlfredLite-v0", **kwargs).unwrapped for _ in range(min(batch_size, len(jobs)))]
+    envs = [gym.make("rgvlm_gym/AlfredLite-v1", **kwargs).unwrapped for _ in range(min(batch_size, len(jobs)))]
     for start in range(0, len(jobs), len(envs)):
         batch = jobs[start : start + len(envs)]
         live = []

@@ -141,6 +141,9 @@ class DiscreteIQLConfig(LearnableConfig):
         max_weight (float): Clip :math:`w_{\max}` of the advantage weights.
         share_encoder (bool): One encoder for Q, V and the policy, trained by all three losses;
             ``False`` gives each network its own encoder.
+        action_names (list[str]): The env's action names (``env.unwrapped.action_names``). When given, the
+            Q heads and the policy also score each action through the sentence embedding of its phrase
+            (:mod:`rgvlm_gym.rl.action_text`), which generalises across objects with few examples.
         compile_graph (bool): Flag to enable JIT compilation and CUDAGraph (acts on CUDA only).
     """
 
@@ -158,6 +161,7 @@ class DiscreteIQLConfig(LearnableConfig):
     weight_temp: float = 3.0
     max_weight: float = 100.0
     share_encoder: bool = True
+    action_names: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
@@ -197,18 +201,27 @@ class DiscreteIQL(QLearningAlgoBase[DiscreteIQLImpl, DiscreteIQLConfig]):
         config = self._config
         encoder = config.encoder_factory.create(observation_shape)
         hidden_size = compute_output_size([observation_shape], encoder)
-        q_func = DiscreteTwinQFunction(encoder, hidden_size, action_size, config.n_critics)
-        targ_encoder = config.encoder_factory.create(observation_shape)
-        targ_q_func = DiscreteTwinQFunction(targ_encoder, hidden_size, action_size, config.n_critics)
+        text = None
+        if config.action_names:
+            if len(config.action_names) != action_size:
+                raise ValueError(
+                    f"Expected one action name per action ({action_size}), actually: {len(config.action_names)}"
+                )
+            from rgvlm_gym.rl.action_text import action_text_embeddings
 
-        def head(output_size: int) -> FeatureHead:
+            text = torch.from_numpy(action_text_embeddings(config.action_names))
+        q_func = DiscreteTwinQFunction(encoder, hidden_size, action_size, config.n_critics, text)
+        targ_encoder = config.encoder_factory.create(observation_shape)
+        targ_q_func = DiscreteTwinQFunction(targ_encoder, hidden_size, action_size, config.n_critics, text)
+
+        def head(output_size: int, action_embeddings: torch.Tensor | None = None) -> FeatureHead:
             if config.share_encoder:
-                return FeatureHead(None, hidden_size, output_size)
+                return FeatureHead(None, hidden_size, output_size, action_embeddings)
             own = config.encoder_factory.create(observation_shape)
-            return FeatureHead(own, compute_output_size([observation_shape], own), output_size)
+            return FeatureHead(own, compute_output_size([observation_shape], own), output_size, action_embeddings)
 
         value_func = head(1)
-        policy = head(action_size)
+        policy = head(action_size, text)
         for module in (q_func, targ_q_func, value_func, policy):
             module.to(self._device)
 

@@ -3,8 +3,9 @@
 torch's default (one intra-op thread per core, plus OpenMP workers that spin while waiting) assumes the
 process owns the machine. On a 2-core box with one other CPU job, ``rgvlm train`` fell from 56 to 1.17
 updates/s (45x) because two such processes oversubscribe the cores. The default here never asks for more
-threads than there are cores *free*: the cores this process may run on (its CPU affinity), less the
-1-minute load that other processes put on them, at least one.
+threads than there are cores *free*: the cores this process may run on (its CPU affinity), less the work
+other processes put on them (the larger of the 1-minute load average and the processes runnable right
+now, which sees a job that started seconds ago), at least one.
 
     >>> n = set_num_threads(1)
     >>> n, __import__("torch").get_num_threads()
@@ -38,12 +39,22 @@ def default_num_threads() -> int:
     if env:
         return _check(int(env) if env.strip().lstrip("-").isdigit() else env, "RGVLM_GYM_NUM_THREADS")
     cores = available_cores()
+    return max(1, min(cores, cores - _other_load()))
+
+
+def _other_load() -> int:
+    """Cores' worth of work other processes are doing (0 when it cannot be told)."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         load = 0.0
-    # this process is not running yet when asked at start-up, so the whole load is other work
-    return max(1, min(cores, cores - int(round(load))))
+    running = 0
+    try:  # Linux: "0.50 0.40 0.30 3/200 12345" -- the 3 runnable now include this process
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(round(load)), running, 0)
 
 
 def set_num_threads(n: int | None = None) -> int:

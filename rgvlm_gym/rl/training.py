@@ -56,6 +56,8 @@ class TrainConfig:
         learning_rate: every optimizer's learning rate.
         action_masks: observations carry the admissible-action mask (DiscreteIQL's policy then normalises and
             decodes over admissible actions; every algorithm's encoder reads it).
+        action_text: DiscreteIQL's Q and policy heads also score actions through their phrases' sentence
+            embeddings (:mod:`rgvlm_gym.rl.action_text`); ``iql`` only.
         filters: the CNN's ``(out_channels, kernel, stride)`` per convolution.
         feature_size: width of the encoder output.
         seed: seed of torch, numpy and sampling.
@@ -74,6 +76,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 3e-4
     action_masks: bool = True
+    action_text: bool = True
     filters: tuple[tuple[int, int, int], ...] = ((16, 8, 4), (32, 4, 2), (32, 3, 1))
     feature_size: int = 256
     seed: int = 0
@@ -189,7 +192,9 @@ def train(
     encoder = LanguageConditionedEncoderFactory(filters=[list(f) for f in cfg.filters], feature_size=cfg.feature_size)
     lr_fields = {"iql": ("actor_learning_rate", "critic_learning_rate"), "bcq": ("learning_rate",), "cql": ("learning_rate",),
                  "bc": ("learning_rate",), "dqn": ("learning_rate",)}
-    overrides = {name: cfg.learning_rate for name in lr_fields.get(cfg.algo, ())}
+    overrides: dict[str, Any] = {name: cfg.learning_rate for name in lr_fields.get(cfg.algo, ())}
+    if cfg.action_text and cfg.algo == "iql":
+        overrides["action_names"] = list(info["action_names"])
     algo_config = make_algo_config(cfg.algo, encoder_factory=encoder, batch_size=cfg.batch_size, **overrides)
     algo = algo_config.create(device=cfg.device)
 

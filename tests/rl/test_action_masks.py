@@ -8,6 +8,7 @@ import io
 
 import d3rlpy
 import numpy as np
+import pytest
 import torch
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import Episode, InfiniteBuffer, ReplayBuffer, Signature
@@ -68,3 +69,33 @@ def test_iql_with_masks_trains_and_only_predicts_admissible_actions() -> None:
     assert set(iql.predict(x).tolist()) <= {0, 4}
     for _ in range(20):
         assert set(iql.sample_action(x).tolist()) <= {0, 4}
+
+
+def test_action_text_heads_share_what_similar_actions_learn(tmp_path) -> None:
+    """With action names, Q and policy score actions through their phrases' embeddings too; the config
+    (names included) survives save -> load_learnable."""
+    from rgvlm_gym.rl.action_text import action_text_embeddings, describe_action
+    from rgvlm_gym.rl.torch.iql_impl import ActionTextLinear
+
+    names = ["GotoLocation fridge", "PickupObject apple", "PickupObject tomato", "PutObject fridge", "SliceObject apple", "CoolObject apple"]
+    emb = action_text_embeddings(names)
+    assert emb.shape == (ACTION_SIZE, 384) and np.isfinite(emb).all()
+    # phrases of related actions are closer than unrelated ones
+    cos = emb @ emb.T / np.outer(np.linalg.norm(emb, axis=1), np.linalg.norm(emb, axis=1))
+    assert cos[1, 2] > cos[1, 0] and describe_action(names[1]) == "pick up the apple"
+    head = ActionTextLinear(8, torch.from_numpy(emb), n_out=2)
+    assert head(torch.randn(3, 8)).shape == (3, 2 * ACTION_SIZE)
+
+    d3rlpy.seed(0)
+    buffer = masked_dataset()
+    iql = DiscreteIQLConfig(encoder_factory=tiny_encoder(), batch_size=16, action_names=names).create(device="cpu")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        iql.fit(buffer, n_steps=40, n_steps_per_epoch=40, show_progress=False, save_interval=10**9,
+                logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+    x = [o[:4] for o in buffer.episodes[0].observations]
+    iql.save(tmp_path / "m.d3")
+    loaded = d3rlpy.load_learnable(str(tmp_path / "m.d3"))
+    assert loaded.config.action_names == names
+    np.testing.assert_array_equal(loaded.predict(x), iql.predict(x))
+    with pytest.raises(ValueError, match="one action name per action"):
+        DiscreteIQLConfig(encoder_factory=tiny_encoder(), action_names=names[:2]).create().build_with_dataset(buffer)

@@ -33,12 +33,42 @@ from torch import nn
 from torch.distributions import Categorical
 
 __all__ = [
+    "ActionTextLinear",
     "DiscreteTwinQFunction",
     "FeatureHead",
     "DiscreteIQLModules",
     "DiscreteIQLLoss",
     "DiscreteIQLImpl",
 ]
+
+
+class ActionTextLinear(nn.Module):
+    """``n_out`` scores per action: a free linear layer plus ``(W h) . e(action)`` over fixed action-text
+    embeddings ``e`` (:mod:`rgvlm_gym.rl.action_text`), so actions with similar phrases share what is
+    learnt. ``forward(h)`` gives ``(B, n_out * A)``, laid out like ``nn.Linear(hidden, n_out * A)``."""
+
+    def __init__(self, hidden_size: int, action_embeddings: torch.Tensor, n_out: int = 1):
+        super().__init__()
+        self._n_out = n_out
+        self.register_buffer("_actions", action_embeddings.float())  # (A, D)
+        n_actions, dim = action_embeddings.shape
+        self._free = nn.Linear(hidden_size, n_out * n_actions)
+        self._query = nn.Linear(hidden_size, n_out * dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        actions: torch.Tensor = self._actions  # type: ignore[assignment]
+        query = self._query(h).view(h.shape[0], self._n_out, -1)  # (B, n, D)
+        text = torch.matmul(query, actions.t())  # (B, n, A)
+        out: torch.Tensor = self._free(h) + text.reshape(h.shape[0], -1)
+        return out
+
+
+def output_layer(hidden_size: int, action_size: int, n_out: int, action_embeddings: torch.Tensor | None) -> nn.Module:
+    """``n_out`` scores per action: :class:`ActionTextLinear` with action-text embeddings, else a linear layer."""
+    if action_embeddings is None:
+        return nn.Linear(hidden_size, n_out * action_size)
+    assert action_embeddings.shape[0] == action_size, (action_embeddings.shape, action_size)
+    return ActionTextLinear(hidden_size, action_embeddings, n_out)
 
 
 class DiscreteTwinQFunction(nn.Module):
@@ -48,12 +78,14 @@ class DiscreteTwinQFunction(nn.Module):
     so callers can reuse ``features`` (V head, policy head) without a second encoder pass.
     """
 
-    def __init__(self, encoder: Encoder, hidden_size: int, action_size: int, n_critics: int):
+    def __init__(
+        self, encoder: Encoder, hidden_size: int, action_size: int, n_critics: int, action_embeddings: torch.Tensor | None = None
+    ):
         super().__init__()
         self._encoder = encoder
         self._n_critics = n_critics
         self._action_size = action_size
-        self._fc = nn.Linear(hidden_size, n_critics * action_size)
+        self._fc = output_layer(hidden_size, action_size, n_critics, action_embeddings)
 
     def forward(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor]:
         h = self._encoder(x)
@@ -70,10 +102,10 @@ class DiscreteTwinQFunction(nn.Module):
 class FeatureHead(nn.Module):
     """Linear head over its own encoder, or over features computed elsewhere when ``encoder is None``."""
 
-    def __init__(self, encoder: Encoder | None, hidden_size: int, output_size: int):
+    def __init__(self, encoder: Encoder | None, hidden_size: int, output_size: int, action_embeddings: torch.Tensor | None = None):
         super().__init__()
         self._encoder = encoder
-        self._fc = nn.Linear(hidden_size, output_size)
+        self._fc = output_layer(hidden_size, output_size, 1, action_embeddings)
 
     def forward(self, x: TorchObservation, features: torch.Tensor | None = None) -> torch.Tensor:
         if self._encoder is not None:
