@@ -374,7 +374,7 @@ def run_jobs(job_list: list[Job], log_dir: str | Path, *, jobs: int = 1, threads
     """Run the jobs not yet done, ``jobs`` at a time, in dependency order.
 
     Returns ``{key: status}`` with status ``done`` (before), ``ok``, ``failed``, ``skipped`` (a dependency
-    failed) or ``optional-failed``. SIGINT / SIGTERM stop the running children and re-raise.
+    failed), ``optional-failed`` or ``optional-skipped`` (an optional labeler's job failed: not a failure). SIGINT / SIGTERM stop the running children and re-raise.
     """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -404,10 +404,11 @@ def run_jobs(job_list: list[Job], log_dir: str | Path, *, jobs: int = 1, threads
                 if len(running) >= jobs:
                     break
                 dep_status = [status.get(k) for k in j.deps]
-                if any(s in ("failed", "skipped", "optional-failed") for s in dep_status):
+                if any(s in ("failed", "skipped", "optional-failed", "optional-skipped") for s in dep_status):
                     todo.remove(j)
-                    status[j.key] = "skipped"
-                    echo(f"skip   {j.key} (a dependency failed)")
+                    optional = all(s in ("done", "ok", "optional-failed", "optional-skipped") for s in dep_status)
+                    status[j.key] = "optional-skipped" if optional else "skipped"
+                    echo(f"skip   {j.key} (an {'optional ' if optional else ''}dependency failed)")
                     continue
                 if not all(s in ("done", "ok") for s in dep_status):
                     continue

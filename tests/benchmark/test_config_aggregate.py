@@ -102,3 +102,32 @@ def test_completion_and_t_intervals_across_seeds(tmp_path: Path) -> None:
     v = {x["k"]: x["verdict"] for x in verdicts(summarize(rows + base))}
     assert v[2] == "above"  # 0.75 [0.13, 1.0] vs 0 [0, 0]
     assert v[1] == "overlap"  # 0.5 with a wide interval
+
+
+def test_run_jobs_order_markers_and_failures(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    from rgvlm_gym.benchmark.runner import Job, run_jobs
+
+    def py(code: str) -> list[str]:
+        return [sys.executable, "-c", code]
+
+    order = tmp_path / "order.txt"
+    append = f"open({str(order)!r}, 'a').write('{{}}\\n')"
+    jobs = [
+        Job("a", "collect", py(append.format("a")), marker=tmp_path / "a.done"),
+        Job("b", "relabel", py("raise SystemExit(1)"), deps=["a"], optional=True),
+        Job("c", "train", py(append.format("c")), deps=["b"]),
+        Job("d", "train", py(append.format("d")), deps=["a"]),
+        Job("e", "train", py("import sys; print('boom'); sys.exit(3)"), deps=["a"]),
+        Job("f", "evaluate", py(append.format("f")), deps=["e"]),
+        Job("g", "evaluate", py(append.format("g")), deps=["d"], done=True),
+    ]
+    lines: list[str] = []
+    status = run_jobs(jobs, tmp_path / "logs", jobs=2, echo=lines.append)
+    assert status == {"a": "ok", "b": "optional-failed", "c": "optional-skipped", "d": "ok", "e": "failed",
+                      "f": "skipped", "g": "done"}
+    assert order.read_text().split() == ["a", "d"]  # dependencies first; skipped and done jobs never ran
+    assert json.loads((tmp_path / "a.done").read_text())["cmd"] == jobs[0].cmd
+    assert "boom" in (tmp_path / "logs" / "e.log").read_text() and any("FAILED e (exit 3" in x for x in lines)
