@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a d3rlpy algorithm (DiscreteIQL, CQL, BCQ, BC) on a dataset"),
     "evaluate": ("evaluate", "roll a trained policy out and report task completion and success by number of sub-tasks"),
     "quickstart": ("quickstart", "the whole pipeline, small: collect, relabel, train sparse vs RG-VLM, evaluate"),
+    "benchmark": ("benchmark", "run a benchmark config (collect, relabel, train x seeds, evaluate), resumable, with intervals"),
+    "compare": ("compare", "draw Figure-4-style bars with intervals from rgvlm evaluate outputs"),
 }
 
 

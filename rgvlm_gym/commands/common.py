@@ -28,7 +28,7 @@ def check_device(device: str) -> str:
         raise UsageError(f"Expect --device to be a torch device such as 'cpu' or 'cuda:0', actually: {device!r}") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+            raise UsageError(f"--device {device}: CUDA is not available here: this torch build has no CUDA device (torch {torch.__version__}); use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):

@@ -128,8 +128,8 @@ class LVLMLabeler(Labeler):
     """
 
     uses_lvlm = True
-    #: the range of this labeler's per-step rewards; a cached label outside it is not used (None: any)
-    reward_bounds: tuple[float, float] | None = (0.0, 1.0)
+    #: the range of this labeler's per-step rewards; a cached label outside it is not used (None: any finite)
+    reward_bounds: tuple[float, float] | None = None
     #: the range of its raw scores (``LabelResult.raw_scores``), e.g. (0, 10) for RG-VLM (None: any)
     score_bounds: tuple[float, float] | None = None
 
