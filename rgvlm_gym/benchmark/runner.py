@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rgvlm_gym.benchmark.config import BenchmarkConfig, ConfigError, LabelerSpec, RewardSpec
+from rgvlm_gym.fileio import atomic_write_text
 
 __all__ = ["DatasetMismatch", "Job", "RunInfo", "atomic_write_text", "plan", "run_benchmark", "run_jobs", "threads_per_job"]
 
@@ -75,21 +75,6 @@ class RunInfo:
         return {"algo": self.algo, "reward": self.reward.name, "seed": self.seed, "labeler": lab.name if lab else None,
                 "labeler_type": lab.type if lab else None, "lvlm": lab.lvlm if lab else None, "lam": self.reward.lam,
                 "column": self.reward.column, "x": lab.x if lab else None}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:

@@ -49,7 +49,7 @@ def test_collect_train_evaluate(tmp_path: Path) -> None:
     assert (out / "learning_curve.csv").read_text().startswith("step,train_s,completion")
     # no CUDA here: a clear error, not an AssertionError from torch
     r = rgvlm("train", "test/cli-v0", "--steps", "5", "--device", "cuda:0", "--out", str(tmp_path / "cuda"), env=env)
-    assert r.returncode == 1 and ("no CUDA device" in r.stderr or "CUDA is not available" in r.stderr)
+    assert r.returncode == 1 and "CUDA is not available" in r.stderr
     # an existing model is not overwritten without --force
     r = rgvlm("train", "test/cli-v0", "--steps", "5", "--out", str(out), env=env)
     assert r.returncode == 1 and "--force" in r.stderr
