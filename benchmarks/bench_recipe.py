@@ -38,6 +38,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--eval-per-k", type=int, default=10)
     p.add_argument("--eval-split", default="valid_seen")
+    p.add_argument("--also-train-split", action="store_true",
+                   help="at the end, also evaluate on train-split tasks (the generalisation gap)")
     p.add_argument("--alfred-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/alfred/json_2.1.0"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -91,19 +93,13 @@ def evaluate_masked(algo, envs, tasks, embed, masks_in: bool, decode_mask: bool)
     return out
 
 
-def envs_names() -> list[str]:
-    from rgvlm_gym.envs.alfred_lite import action_vocabulary
-
-    return [f"{v} {t.lower()}" for v, t in action_vocabulary()]
-
-
 def main() -> None:
     args = parse()
     import d3rlpy
     import gymnasium as gym
 
     import rgvlm_gym  # noqa: F401
-    from rgvlm_gym.data import to_d3rlpy
+    from rgvlm_gym.data import dataset_info, to_d3rlpy
     from rgvlm_gym.data.embeddings import InstructionEmbedder
     from rgvlm_gym.rl import DiscreteIQLConfig, LanguageConditionedEncoderFactory
     from rgvlm_gym.rl.threads import set_num_threads
@@ -118,7 +114,7 @@ def main() -> None:
         encoder_factory=LanguageConditionedEncoderFactory(filters=filters, feature_size=args.feature_size),
         batch_size=args.batch_size, actor_learning_rate=args.lr, critic_learning_rate=args.lr,
         expectile=args.expectile, weight_temp=args.weight_temp, gamma=args.gamma,
-        action_names=list(envs_names()) if args.action_text else [],
+        action_names=list(dataset_info(args.dataset)["action_names"]) if args.action_text else [],
     ).create(device="cpu")
 
     env_kwargs = {"tasks": "alfred", "alfred_dir": args.alfred_dir, "split": args.eval_split, "subtasks": "1-6"}
@@ -152,8 +148,18 @@ def main() -> None:
     algo.fit(buffer, n_steps=args.steps, n_steps_per_epoch=min(args.steps, 1000), show_progress=False,
              save_interval=10**9, callback=callback, experiment_name="recipe", with_timestamp=False,
              logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+    final = dict(curve[-1])
+    if args.also_train_split:
+        train_envs = [gym.make("rgvlm_gym/AlfredLite-v1", **{**env_kwargs, "split": "train"}).unwrapped for _ in range(30)]
+        by_k_train: dict[int, list[int]] = {}
+        for i, t in enumerate(train_envs[0].suite):
+            by_k_train.setdefault(t.n_subtasks, []).append(i)
+        train_tasks = [(int(rng.integers(1 << 30)), int(i)) for k in sorted(by_k_train)
+                       for i in rng.choice(by_k_train[k], args.eval_per_k, replace=False)]
+        final["train_split"] = evaluate_masked(algo, train_envs, train_tasks, embed, args.masks, not args.no_decode_mask)
+        print(json.dumps({"train_split": final["train_split"]}), flush=True)
     result = {"args": vars(args), "threads": threads, "load_s": round(load_s, 1), "train_s": round(train_s, 1),
-              "updates_per_s": round(args.steps / max(train_s, 1e-9), 1), "curve": curve, "final": curve[-1]}
+              "updates_per_s": round(args.steps / max(train_s, 1e-9), 1), "curve": curve, "final": final}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
 

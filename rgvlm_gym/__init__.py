@@ -12,8 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from rgvlm_gym.console import silence_gym_banner
 from rgvlm_gym.envs.registration import register_envs
 
+silence_gym_banner()  # old gym (a d3rlpy dependency) prints an "unmaintained" notice; we use Gymnasium
 register_envs()
 
 __all__ = ["__version__"]

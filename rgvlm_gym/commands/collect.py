@@ -2,7 +2,7 @@
 
 Example::
 
-    rgvlm collect --tasks alfred --alfred-dir ../shared/alfred/json_2.1.0 --split valid_seen \\
+    rgvlm collect --tasks alfred --alfred-dir path/to/json_2.1.0 --split valid_seen \\
         --subtasks 1-6 --episodes 200 --policy mixed --dataset-id rgvlm/alfred-valid-mixed-v0
 
 Two worker processes by default (``--workers``); the content depends on ``--seed`` only, not on the
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rgvlm_gym.data.policies import DEFAULT_MIX, POLICY_NAMES
 
     p.add_argument("--tasks", choices=("procedural", "alfred"), default="procedural", help="task source")
-    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred)")
+    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred; default: $RGVLM_GYM_ALFRED_DIR)")
     p.add_argument("--split", default="valid_seen", help="ALFRED split (with --tasks alfred)")
     p.add_argument("--subtasks", default=None, help="prefix tasks with this many sub-tasks, e.g. '1-6' (default: whole tasks)")
     p.add_argument("--randomize-init", action="store_true", help="randomized initial states")
@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing dataset with this id")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-embed", action="store_true",
-                   help="skip caching the instructions' MiniLM embeddings (then the first `to_d3rlpy` computes them)")
+                   help="skip caching the instructions' MiniLM embeddings while collecting (then the first `to_d3rlpy` computes them)")
 
 
 def format_summary(summary: dict[str, dict[str, float]]) -> str:
@@ -59,16 +59,12 @@ def run(args: argparse.Namespace) -> int:
         args.dataset_id, episodes=args.episodes, tasks=args.tasks, alfred_dir=args.alfred_dir, split=args.split,
         subtasks=args.subtasks, randomize_init=args.randomize_init, num_tasks=args.num_tasks, policy=args.policy,
         mix=args.mix, seed=args.seed, workers=args.workers, frame_size=args.frame_size, image_size=args.image_size,
-        max_steps=args.max_steps, force=args.force, progress=not args.no_progress,
+        max_steps=args.max_steps, force=args.force, progress=not args.no_progress, embed=not args.no_embed,
     )
-    dt = time.perf_counter() - t0
+    dt = time.perf_counter() - t0  # collection, writing and instruction embeddings
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps, {ds.storage.get_size():.1f} MB "
           f"at {ds.storage.data_path} in {dt:.1f} s ({ds.total_episodes / dt:.1f} episodes/s)")
     print(format_summary(summarize(ds)))
     if not args.no_embed:
-        from rgvlm_gym.data.convert import prepare_embeddings
-
-        t0 = time.perf_counter()
-        n = prepare_embeddings(ds)
-        print(f"cached the MiniLM embeddings of {n} unique instructions in {time.perf_counter() - t0:.1f} s (for to_d3rlpy)")
+        print("cached the MiniLM embeddings of the instructions (computed while collecting), ready for to_d3rlpy")
     return 0

@@ -17,7 +17,7 @@ __all__ = ["add_arguments", "captioned", "run"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo.gif", help="output file: .gif (animated) or .png (a strip of frames)")
     p.add_argument("--tasks", choices=("procedural", "alfred"), default="procedural", help="task source")
-    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred)")
+    p.add_argument("--alfred-dir", default=None, help="ALFRED json_2.1.0 folder (with --tasks alfred; default: $RGVLM_GYM_ALFRED_DIR)")
     p.add_argument("--split", default="valid_seen", help="ALFRED split (with --tasks alfred)")
     p.add_argument("--subtasks", default=None, help="prefix tasks with this many sub-tasks, e.g. '1-6'")
     p.add_argument("--task-index", type=int, default=None, help="task of the suite (default: drawn by --seed)")
@@ -53,6 +53,8 @@ def captioned(frame: np.ndarray, instruction: str, caption: str) -> Image.Image:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix.lower() not in (".gif", ".png"):  # before any work: the format follows the name
+        raise ValueError(f"--out must end in .gif (animation) or .png (a strip of frames), got {args.out!r}")
     import gymnasium as gym
 
     import rgvlm_gym  # noqa: F401  (registers the env)

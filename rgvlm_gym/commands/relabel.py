@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 __all__ = ["add_arguments", "parse_labeler_args", "run"]
 
@@ -40,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--long-episodes", choices=("segments", "subsample"), default=None,
                    help="episodes over the frame budget: 'segments' (default; 2 calls per segment, every frame seen) "
                         "or 'subsample' (2 calls per episode, fewer frames)")
+    p.add_argument("--max-unlabeled", default="5%", metavar="N|P%",
+                   help="fail (exit 1, nothing written) when more episodes than this end unlabeled: a count, or a "
+                        "percentage of the source's episodes (default: 5%%; '100%%' never fails)")
     p.add_argument("--model", default=None, metavar="PATH_OR_ID",
                    help="transformers model (local folder or hub id) of the embedding labelers clip, blip2, roboclip")
     p.add_argument("--labeler-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -71,7 +73,7 @@ def parse_labeler_args(items: list[str], model: str | None = None) -> dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from rgvlm_gym.rewards.cache import LabelCacheError
+    from rgvlm_gym.errors import LabelingError
     from rgvlm_gym.rewards.relabel import relabel
 
     cache: str | bool = True if args.cache is None else (False if args.cache.lower() == "none" else args.cache)
@@ -79,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
         summary = relabel(
             args.src_id, args.out, args.labeler, lvlm=args.lvlm, lam=args.lam, force=args.force,
             concurrency=args.concurrency, cache=cache, frame_budget=args.frame_budget, long_episodes=args.long_episodes,
-            progress=not args.no_progress, labeler_args=parse_labeler_args(args.labeler_arg, args.model),
+            progress=not args.no_progress, max_unlabeled=args.max_unlabeled,
+            labeler_args=parse_labeler_args(args.labeler_arg, args.model),
         )
-    except (FileExistsError, LabelCacheError) as exc:  # the CLI itself reports ValueError/FileNotFoundError/KeyError
-        print(f"rgvlm relabel: error: {exc}", file=sys.stderr)
-        return 1
+    except LabelingError as exc:  # the closing summary of what was done, then the error (the CLI prints it)
+        if exc.summary is not None:
+            print(exc.summary.text())
+        raise
     print(summary.text())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help=f"learning rate (recipe: {d.learning_rate})")
     p.add_argument("--no-action-masks", action="store_true",
                    help="observations without the admissible-action mask (the recipe uses it, and DiscreteIQL decodes over it)")
+    p.add_argument("--no-action-text", action="store_true",
+                   help="iql: plain per-action output units only (the recipe also scores actions through their phrases)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed (torch, numpy, sampling)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the cores not busy with other work, at least 1; env RGVLM_GYM_NUM_THREADS)")
@@ -39,8 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rgvlm_gym.commands.common import check_device
     from rgvlm_gym.data import dataset_info
     from rgvlm_gym.rl.training import TrainConfig, train
+
+    check_device(args.device)  # a device torch cannot use is the user's error, before minutes of loading
 
     eval_env = None
     if args.eval_split is not None:
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         action_masks=not args.no_action_masks,
+        action_text=not args.no_action_text,
         seed=args.seed,
         threads=args.threads,
         device=args.device,

@@ -20,6 +20,8 @@ from rgvlm_gym.data.episode import EpisodeRecord
 from rgvlm_gym.data.storage import (
     DatasetError,
     DatasetId,
+    claim_dataset,
+    clean_stale_temporaries,
     dataset_info,
     iter_episodes,
     load_episode,
@@ -35,6 +37,8 @@ __all__ = [
     "DatasetError",
     "DatasetId",
     "EpisodeRecord",
+    "claim_dataset",
+    "clean_stale_temporaries",
     "collect_dataset",
     "dataset_info",
     "iter_episodes",

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EpisodePlan", "collect_dataset", "collect_episode", "episode_plan", "summarize"]
 
+_EPISODE_BYTES = 1 << 30  # most memory one collected episode may take (frames + images)
+
 
 @dataclass(frozen=True)
 class EpisodePlan:
@@ -238,10 +240,13 @@ def collect_dataset(
     max_steps: int = 50,
     force: bool = False,
     progress: bool = True,
+    embed: bool = True,
 ) -> MinariDataset:
     """Collect ``episodes`` episodes into the Minari dataset ``dataset_id`` (see ``rgvlm collect --help``).
 
-    Returns the dataset; per-policy success is in :func:`summarize`.
+    Returns the dataset; per-policy success is in :func:`summarize`. With ``embed`` the instructions' MiniLM
+    embeddings are computed into the shared cache while collecting (:class:`~rgvlm_gym.data.embeddings.
+    EmbeddingPrefetcher`), so that ``to_d3rlpy`` finds them.
     """
     if int(episodes) < 1:
         raise ValueError(f"Expect `episodes` to be positive, actually: {episodes}")
@@ -251,6 +256,12 @@ def collect_dataset(
         raise ValueError(f"Expect `workers` to be positive, actually: {workers}")
     if int(frame_size) < 224:
         raise ValueError(f"frame_size must be >= 224 (LVLMs read the labels), got {frame_size}")
+    # an episode is held in memory until it is written (frames and images of every step): bound it
+    step_bytes = 3 * (int(frame_size) ** 2 + int(image_size) ** 2)
+    if not 1 <= int(max_steps) <= _EPISODE_BYTES // step_bytes:
+        raise ValueError(f"Expect `max_steps` to be in 1..{_EPISODE_BYTES // step_bytes:,} with {frame_size} px frames and "
+                         f"{image_size} px images (an episode is held in memory, {step_bytes / 1e3:.0f} KB a step, at most "
+                         f"{_EPISODE_BYTES >> 30} GiB), actually: {max_steps}")
     from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
 
     did = str(parse_dataset_id(dataset_id))
@@ -259,8 +270,11 @@ def collect_dataset(
     mix_d = parse_mix(mix) if policy == "mixed" else {policy: 1.0}
     env_kwargs: dict[str, Any] = {"tasks": tasks, "image_size": int(image_size), "render_size": int(frame_size), "max_steps": int(max_steps)}
     if tasks == "alfred":
+        from rgvlm_gym.alfred.paths import default_alfred_dir
+
+        alfred_dir = alfred_dir or default_alfred_dir()
         if not alfred_dir:
-            raise ValueError("--tasks alfred needs --alfred-dir, the path of ALFRED's json_2.1.0 folder")
+            raise ValueError("--tasks alfred needs --alfred-dir (or $RGVLM_GYM_ALFRED_DIR), the path of ALFRED's json_2.1.0 folder")
         if not os.path.isdir(alfred_dir):
             raise FileNotFoundError(f"--alfred-dir {alfred_dir!r} is not a directory")
         env_kwargs.update(alfred_dir=os.path.abspath(alfred_dir), split=split)
@@ -296,10 +310,19 @@ def collect_dataset(
     }
     init_args = (env_kwargs, int(seed), n_tasks, policy, mix_d, int(frame_size))
     records = _records(int(episodes), workers, init_args)
+    prefetch = None
+    if embed:
+        from rgvlm_gym.data.embeddings import EmbeddingPrefetcher
+
+        prefetch = EmbeddingPrefetcher()
     try:
-        return write_dataset(did, records, env=env, metadata=metadata, force=force, progress=int(episodes) if progress else False)
+        ds = write_dataset(did, prefetch.watch(records) if prefetch else records, env=env, metadata=metadata, force=force,
+                           progress=int(episodes) if progress else False)
     finally:
         records.close()  # stops the pool now, not when the generator is collected
+        if prefetch is not None:
+            prefetch.close(progress=progress)
+    return ds
 
 
 def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
@@ -310,13 +333,20 @@ def summarize(dataset: MinariDataset | str) -> dict[str, dict[str, float]]:
 
     ds = open_dataset(dataset)
     stats: dict[str, list[tuple[bool, int, float]]] = {}
-    with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
-        for i in ds.episode_indices:
-            g = f[f"episode_{int(i)}"]
-            term = g["terminations"][()]
-            prog = g["privileged/subtask_progress"][()]
-            n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
-            stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    i = None
+    try:
+        with h5py.File(os.path.join(ds.storage.data_path, "main_data.hdf5"), "r") as f:
+            for i in ds.episode_indices:
+                g = f[f"episode_{int(i)}"]
+                term = g["terminations"][()]
+                prog = g["privileged/subtask_progress"][()]
+                n = max(int(json.loads(g.attrs["task"])["n_subtasks"]), 1)
+                stats.setdefault(str(g.attrs.get("policy", "?")), []).append((bool(term[-1]), len(term), float(prog[-1]) / n))
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:  # damaged bytes, however HDF5 says it
+        from rgvlm_gym.data.storage import DatasetError
+
+        where = "" if i is None else f" episode {int(i)}"
+        raise DatasetError(f"dataset {ds.id!r}{where}: cannot be read (corrupted?): {type(exc).__name__}: {exc}") from exc
     out: dict[str, dict[str, float]] = {}
     for name in sorted(stats, key=lambda k: (k == "all", k)):
         rows = stats[name]

@@ -22,8 +22,19 @@ Writer (``rgvlm collect`` and the relabel pipeline both use it)::
 
 It is atomic: the dataset is built under ``$MINARI_DATASETS_PATH/.rgvlm-tmp/<random>/`` (a hidden folder
 Minari does not list) and renamed to ``$MINARI_DATASETS_PATH/<id>/`` only once complete. An exception,
-Ctrl-C or ``kill -9`` leaves nothing under the id; a later write removes stale temporary folders of dead
-processes. An existing id is never replaced unless ``force=True``.
+Ctrl-C or ``kill -9`` leaves nothing under the id; a later write removes stale temporary folders (each is
+guarded by a lock its writer holds while alive, so a folder is stale exactly when its writer is gone).
+An existing id is never replaced unless ``force=True``.
+
+Claims: a writer first claims the id (:func:`claim_dataset`: an exclusive ``flock`` on
+``.rgvlm-locks/<id>.lock``, released by the kernel when the process dies), so two jobs writing the same
+id cannot both succeed -- the second fails at once with :class:`~rgvlm_gym.errors.DatasetBusyError`, and
+without ``force`` the commit is a rename that never replaces a finished dataset. An id whose folder would
+lie inside another dataset's folder, or contain one, is refused (``--force`` never deletes another dataset).
+
+Disk space: before each episode the writer checks that the disk has room for it uncompressed (plus a
+margin); when it does not, it stops with :class:`~rgvlm_gym.errors.DiskFullError`, removes its temporary
+folder and publishes nothing (HDF5 does not survive running out of space mid-write: it crashes the process).
 
 Storage layout (Minari 0.5.4 HDF5, ``<id>/data/main_data.hdf5`` + ``metadata.json``), per episode group
 ``episode_i``:
@@ -80,6 +91,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import json
 import os
 import re
@@ -94,6 +106,7 @@ import numpy as np
 
 from rgvlm_gym.data.episode import EpisodeRecord
 from rgvlm_gym.envs.versions import ENV_ID, ENV_IDS, VocabularyMismatchError, check_action_names
+from rgvlm_gym.errors import DatasetBusyError, DiskFullError, UsageError
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -105,6 +118,8 @@ __all__ = [
     "ENV_ID",
     "ENV_IDS",
     "FORMAT_VERSION",
+    "claim_dataset",
+    "clean_stale_temporaries",
     "DatasetError",
     "DatasetId",
     "dataset_info",
@@ -118,13 +133,15 @@ __all__ = [
 FORMAT_VERSION = 2  # 2: privileged/{cost_to_go,expert_action} and action_masks
 META_KEY = "rgvlm_gym"
 _TMP_DIR = ".rgvlm-tmp"
+_LOCK_DIR = ".rgvlm-locks"
+_SPACE_MARGIN = 4 << 20  # bytes kept free beyond an episode's uncompressed size (HDF5 metadata, Minari's JSON)
 _GZIP = 4
 _MINARI_KEYS = ("description", "author", "author_email", "algorithm_name", "code_permalink", "requirements")
 _ID_RE = re.compile(r"^(?:(?P<namespace>[-_\w](?:[-_\w/]*[-_\w])?)/)?(?P<name>[-_\w]+?)-v(?P<version>\d+)$")
 _REOPEN_EVERY = 64
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     """A dataset is missing, of another environment, corrupted or lacks a column (the message says which)."""
 
 
@@ -144,7 +161,7 @@ class DatasetId:
     def parse(cls, dataset_id: str) -> DatasetId:
         m = _ID_RE.fullmatch(str(dataset_id))
         if not m:
-            raise ValueError(f"dataset id must look like 'namespace/name-vN' (e.g. 'rgvlm/alfred-valid-mixed-v0'), got {dataset_id!r}")
+            raise UsageError(f"dataset id must look like 'namespace/name-vN' (e.g. 'rgvlm/alfred-valid-mixed-v0'), got {dataset_id!r}")
         return cls(m["namespace"], m["name"], int(m["version"]))
 
     def __str__(self) -> str:
@@ -189,14 +206,183 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _try_flock(path: Path) -> int | None:
+    """Open ``path`` (created if missing) and take an exclusive lock without waiting: the fd, or None when
+    another open file holds the lock."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return None
+        raise
+    return fd
+
+
+def _lock_path(path: Path) -> int | None:
+    """:func:`_try_flock`, retried until the locked file is still the one at ``path`` (a releasing holder
+    unlinks it; a lock on the unlinked file would guard nothing)."""
+    for _ in range(100):
+        fd = _try_flock(path)
+        if fd is None:
+            return None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise RuntimeError(f"could not lock {path}: it keeps being replaced")
+
+
+def _unlock_path(path: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)  # while still holding the lock (see _lock_path)
+    os.close(fd)
+
+
 def _clean_stale_tmp(root: Path) -> None:
+    """Remove temporary dataset folders whose writer is gone: its lock (``<folder>.lock``) can be taken,
+    or, for folders of older versions without one, its pid is not running."""
     tmp_root = root / _TMP_DIR
     if not tmp_root.is_dir():
         return
     for d in tmp_root.iterdir():
+        if not d.is_dir():
+            if d.suffix == ".lock" and not d.with_suffix("").exists():  # a lock whose folder is gone
+                with contextlib.suppress(OSError, RuntimeError):
+                    fd = _lock_path(d)
+                    if fd is not None:
+                        _unlock_path(d, fd)
+            continue
+        lock = d.with_name(d.name + ".lock")
+        if lock.exists():
+            try:
+                fd = _lock_path(lock)
+            except (OSError, RuntimeError):
+                continue
+            if fd is None:
+                continue  # its writer is alive
+            shutil.rmtree(d, ignore_errors=True)
+            _unlock_path(lock, fd)
+            continue
         pid = d.name.split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def clean_stale_temporaries(exiting_pid: int | None = None) -> None:
+    """Remove the temporary folders of dataset writers that died (under ``$MINARI_DATASETS_PATH/.rgvlm-tmp``).
+
+    Every :func:`write_dataset` does this first; call it after killing a writer to reclaim the space now.
+    ``exiting_pid``: also remove the folders of that process, which is about to exit (a writer's signal
+    handler cleaning up before ``os._exit``).
+    """
+    root = _root()
+    if exiting_pid is not None and (root / _TMP_DIR).is_dir():
+        for d in (root / _TMP_DIR).glob(f"{int(exiting_pid)}-*"):
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+            elif d.suffix == ".lock":
+                d.unlink(missing_ok=True)  # ours: the process exits right after
+    _clean_stale_tmp(root)
+
+
+def _is_dataset_dir(path: Path) -> bool:
+    return (path / "data" / "metadata.json").is_file()
+
+
+def _check_nesting(dataset_id: str, final_dir: Path, root: Path) -> None:
+    """Refuse an id whose folder lies inside another dataset's folder, or would contain one."""
+    for parent in final_dir.relative_to(root).parents:
+        if str(parent) != "." and _is_dataset_dir(root / parent):
+            raise UsageError(
+                f"dataset id {dataset_id!r} would put it inside the folder of dataset {parent.as_posix()!r} "
+                f"({root / parent}); choose an id outside another dataset")
+    if final_dir.is_dir():
+        inner = sorted(m.parent.parent.relative_to(root).as_posix() for m in final_dir.glob("*/**/data/metadata.json"))
+        if inner:
+            raise UsageError(
+                f"the folder of dataset id {dataset_id!r} ({final_dir}) holds other datasets ({', '.join(inner[:5])}); "
+                f"it is never replaced (not even with --force); choose another id")
+
+
+#: dataset id -> fd of its claim lock, for claims this process (or a parent it was forked from) holds
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def claim_dataset(dataset_id: str, *, force: bool = False) -> Iterator[Path]:
+    """Claim ``dataset_id`` for writing, for the duration of the ``with`` block; yields its final folder.
+
+    At most one process holds the claim of an id at a time (an exclusive ``flock`` that the kernel drops
+    when the holder dies, so a killed job never leaves a claim behind). Claims are re-entrant in the
+    process that holds them and in processes forked from it while it does (a writer child).
+
+    Raises:
+        DatasetBusyError: another process is writing this id.
+        FileExistsError: the dataset exists and ``force`` is False.
+        UsageError: a malformed id, or one inside another dataset's folder (or containing one).
+
+    >>> import os, tempfile
+    >>> os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp()
+    >>> with claim_dataset("doctest/claimed-v0") as path:
+    ...     path.name
+    'claimed-v0'
+    """
+    did = str(DatasetId.parse(dataset_id))
+    root = _root()
+    final_dir = root / did
+    _check_nesting(did, final_dir, root)
+    if did in _HELD:
+        if final_dir.exists() and not force:
+            raise FileExistsError(f"dataset {did!r} already exists at {final_dir}; pass --force (force=True) to replace it")
+        yield final_dir
+        return
+    lock_dir = root / _LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_dir / (did.replace("/", "%") + ".lock")
+    fd = _lock_path(lock)
+    if fd is None:
+        try:
+            holder = lock.read_text().strip() or "?"
+        except OSError:
+            holder = "?"
+        raise DatasetBusyError(
+            f"dataset {did!r} is being written by another process (pid {holder}); wait for it to finish, "
+            f"or choose another id")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        if final_dir.exists() and not force:
+            raise FileExistsError(f"dataset {did!r} already exists at {final_dir}; pass --force (force=True) to replace it")
+        _HELD[did] = fd
+        try:
+            yield final_dir
+        finally:
+            _HELD.pop(did, None)
+    finally:
+        _unlock_path(lock, fd)
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return int(st.f_bavail) * int(st.f_frsize)
+
+
+def _ensure_space(path: Path, rec: EpisodeRecord, dataset_id: str) -> None:
+    """Stop before HDF5 runs out of space (it crashes then): room for the episode uncompressed + a margin."""
+    need = sum(int(np.asarray(a).nbytes) for a in (rec.images, rec.frames, rec.actions, rec.rewards,
+                                                      rec.progress) if a is not None) + _SPACE_MARGIN
+    free = _free_bytes(path)
+    if free < need:
+        raise DiskFullError(
+            f"not enough free space to write dataset {dataset_id!r} in {_root()}: {free / 1e6:.1f} MB free, an "
+            f"episode needs up to {need / 1e6:.1f} MB; nothing was published and the temporary folder was "
+            f"removed. Free some space (or set MINARI_DATASETS_PATH to a larger disk) and re-run")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,7 +445,7 @@ def _h5(ds: MinariDataset) -> h5py.File:
     path = Path(ds.storage.data_path) / "main_data.hdf5"
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise DatasetError(f"dataset {ds.id!r}: cannot open {path} (corrupted or truncated?): {exc}") from exc
 
 
@@ -271,9 +457,20 @@ def _strings(values: Any) -> list[str]:
 
 
 def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any], frames: bool, images: bool = True) -> EpisodeRecord:
+    try:
+        return _read_episode_unchecked(ds, f, i, meta, frames, images)
+    except DatasetError:
+        raise
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        # h5py/HDF5 and json report damaged bytes in many ways; to the user they all mean one thing
+        raise DatasetError(f"dataset {ds.id!r} episode {i}: cannot be read (corrupted?): {type(exc).__name__}: {exc}") from exc
+
+
+def _read_episode_unchecked(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any], frames: bool, images: bool = True) -> EpisodeRecord:
     name = f"episode_{i}"
     if name not in f:
         raise DatasetError(f"dataset {ds.id!r} has no episode {i} (it has {ds.storage.total_episodes})")
+    where = f"dataset {ds.id!r} episode {i}"
     g = f[name]
     try:
         actions = np.asarray(g["actions"][()], dtype=np.int64)
@@ -284,11 +481,11 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
         term = np.asarray(g["terminations"][()], dtype=bool)
         trunc = np.asarray(g["truncations"][()], dtype=bool)
     except KeyError as exc:
-        raise DatasetError(f"dataset {ds.id!r} episode {i}: missing Minari column {exc}") from exc
+        raise DatasetError(f"{where}: missing Minari column {exc}") from exc
     except OSError as exc:
-        raise DatasetError(f"dataset {ds.id!r} episode {i}: cannot be read (corrupted?): {exc}") from exc
+        raise DatasetError(f"{where}: cannot be read (corrupted?): {exc}") from exc
     if "privileged" not in g or "subtask_progress" not in g["privileged"]:
-        raise DatasetError(f"dataset {ds.id!r} episode {i}: missing column 'privileged/subtask_progress'")
+        raise DatasetError(f"{where}: missing column 'privileged/subtask_progress'")
     progress = np.asarray(g["privileged/subtask_progress"][()], dtype=np.int64)
     priv = g["privileged"]
     gc = np.asarray(priv["goal_conditions"][()], dtype=np.int64) if "goal_conditions" in priv else None
@@ -298,14 +495,15 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
     frame_arr = None
     if frames:
         if "frames" not in g:
-            raise DatasetError(f"dataset {ds.id!r} episode {i}: missing frame column 'frames' (a dataset written with frames=False?); load with frames=False")
+            raise DatasetError(f"{where}: missing frame column 'frames' (a dataset written with frames=False?); load with frames=False")
         try:
             frame_arr = np.asarray(g["frames"][()], dtype=np.uint8)
         except OSError as exc:
-            raise DatasetError(f"dataset {ds.id!r} episode {i}: frames cannot be read (corrupted?): {exc}") from exc
+            raise DatasetError(f"{where}: frames cannot be read (corrupted?): {exc}") from exc
+    names = meta.get("action_names", [])
+    _check_columns(where, actions, rewards, term, trunc, progress, image if images else None, frame_arr, len(names))
     attrs = g.attrs
     task = json.loads(attrs["task"]) if "task" in attrs else {}
-    names = meta.get("action_names", [])
     extra: dict[str, Any] = {}
     if "extra" in g:
         for key, d in g["extra"].items():
@@ -316,7 +514,7 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
         instruction=str(attrs.get("instruction", instruction)),
         task=task,
         actions=actions,
-        action_names=[names[a] if 0 <= a < len(names) else str(a) for a in actions.tolist()],
+        action_names=[names[a] for a in actions.tolist()],
         images=image,
         frames=frame_arr,
         rewards=rewards,
@@ -334,6 +532,44 @@ def _read_episode(ds: MinariDataset, f: h5py.File, i: int, meta: dict[str, Any],
     )
 
 
+def _check_columns(where: str, actions: np.ndarray, rewards: np.ndarray, term: np.ndarray, trunc: np.ndarray,
+                   progress: np.ndarray, images: np.ndarray | None, frames: np.ndarray | None, n_actions: int) -> None:
+    """What a damaged file can hold but an episode cannot: a source is checked as it is read."""
+    T = len(actions)
+    if T < 1 or actions.ndim != 1:
+        raise DatasetError(f"{where}: expected a 1-d actions column with at least one step, actually shape {actions.shape}")
+    bad = np.flatnonzero((actions < 0) | (actions >= n_actions))
+    if len(bad):
+        raise DatasetError(f"{where}: action {int(actions[bad[0]])} at step {int(bad[0])} is outside the action space "
+                           f"(0..{n_actions - 1}); the file is corrupted")
+    for col, arr, n in (("rewards", rewards, T), ("terminations", term, T), ("truncations", trunc, T), ("privileged/subtask_progress", progress, T + 1),
+                        ("observations/image", images, T + 1), ("frames", frames, T + 1)):
+        if arr is not None and len(arr) != n:
+            raise DatasetError(f"{where}: column {col!r} has {len(arr)} rows for {T} actions (expected {n}); the file is corrupted")
+    bad = np.flatnonzero(~np.isfinite(rewards))
+    if len(bad):
+        raise DatasetError(f"{where}: reward {rewards[bad[0]]} at step {int(bad[0])} is not finite; the file is corrupted")
+
+
+def _check_source_meta(ds: MinariDataset, meta: Mapping[str, Any], f: h5py.File | None = None) -> None:
+    """Dataset-level consistency: one action name per action, and (with the file) as many episodes on disk as
+    the metadata says."""
+    n = getattr(ds.action_space, "n", None)
+    names = meta.get("action_names")
+    if not isinstance(names, list) or n is None or len(names) != int(n) or not all(isinstance(x, str) and x for x in names):
+        got = len(names) if isinstance(names, list) else type(names).__name__
+        raise DatasetError(f"dataset {ds.id!r}: metadata 'action_names' must name each of the {n} actions, actually: {got} "
+                           f"entries; the metadata is corrupted (an LVLM would be sent numbers instead of actions)")
+    if f is not None:
+        try:
+            on_disk = sum(1 for k in f if k.startswith("episode_"))
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise DatasetError(f"dataset {ds.id!r}: the data file cannot be listed (corrupted?): {exc}") from exc
+        if on_disk != int(ds.storage.total_episodes):
+            raise DatasetError(f"dataset {ds.id!r}: metadata says {ds.storage.total_episodes} episodes, the data file holds "
+                               f"{on_disk}; the metadata or the file is corrupted")
+
+
 def iter_episodes(
     dataset: MinariDataset | str, frames: bool = True, *, indices: Iterable[int] | None = None, images: bool = True
 ) -> Iterator[EpisodeRecord]:
@@ -347,6 +583,8 @@ def iter_episodes(
     """
     ds = open_dataset(dataset)
     meta = _check_rgvlm(ds)
+    with _h5(ds) as f:
+        _check_source_meta(ds, meta, f)
     idx = [int(i) for i in (ds.episode_indices if indices is None else indices)]
     # the file is reopened every _REOPEN_EVERY episodes: with one handle open over a whole dataset,
     # HDF5's memory grows ~135 KiB per episode read (350 MiB after 2,000 episodes); reopened, it stays flat
@@ -361,6 +599,7 @@ def load_episode(dataset: MinariDataset | str, i: int, frames: bool = True) -> E
     ds = open_dataset(dataset)
     meta = _check_rgvlm(ds)
     with _h5(ds) as f:
+        _check_source_meta(ds, meta)
         return _read_episode(ds, f, int(i), meta, frames)
 
 
@@ -457,9 +696,6 @@ def write_dataset(
 
     did = DatasetId.parse(dataset_id)
     dataset_id = str(did)
-    final_dir = _dataset_dir(dataset_id)
-    if final_dir.exists() and not force:
-        raise FileExistsError(f"dataset {dataset_id!r} already exists at {final_dir}; pass --force (force=True) to replace it")
     if (env is None) == (source is None):
         raise ValueError("write_dataset needs exactly one of env= (the collecting env) or source= (a dataset to inherit from)")
     dup = set(extra_step_columns) & set(extra_episode_columns)
@@ -511,11 +747,18 @@ def write_dataset(
     }
 
     root = _root()
+    stack = contextlib.ExitStack()
+    final_dir = stack.enter_context(claim_dataset(dataset_id, force=force))
     _clean_stale_tmp(root)
     tmp = root / _TMP_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(parents=True)
     committed = False
     try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp_lock = tmp.with_name(tmp.name + ".lock")
+        tmp_fd = _lock_path(tmp_lock)  # held while this writer lives: _clean_stale_tmp leaves the folder alone
+        assert tmp_fd is not None
+        stack.callback(_unlock_path, tmp_lock, tmp_fd)
+        tmp.mkdir()
         data = tmp / "data"
         storage = MinariStorage.new(data, observation_space=obs_space, action_space=act_space, env_spec=spec, data_format="hdf5", jpeg_encoding=False)
         storage.update_metadata({"dataset_id": dataset_id, "minari_version": minari.__version__, **top, META_KEY: json.loads(json.dumps(rg_meta, default=_json_default))})
@@ -528,6 +771,7 @@ def write_dataset(
         n_frames = 0
         for k, rec in enumerate(episodes):
             _validate(rec, k, frames, extra_step_columns, extra_episode_columns, image_shape)
+            _ensure_space(tmp, rec, dataset_id)
             T = len(rec.actions)
             # 1. our columns, and a gzip dataset for the RL image that Minari appends into
             with h5py.File(h5_path, "a", track_order=True) as f:
@@ -592,13 +836,32 @@ def write_dataset(
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         trash = None
         if final_dir.exists():
+            if not force:
+                raise FileExistsError(f"dataset {dataset_id!r} already exists at {final_dir}; pass --force (force=True) to replace it")
+            _check_nesting(dataset_id, final_dir, root)
             trash = root / _TMP_DIR / f"{os.getpid()}-old-{uuid.uuid4().hex[:12]}"
             os.rename(final_dir, trash)
-        os.rename(tmp, final_dir)
+        try:
+            os.rename(tmp, final_dir)  # never replaces a non-empty folder: a dataset that appeared meanwhile wins
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(f"dataset {dataset_id!r} was created at {final_dir} by another process while this one was writing; nothing was replaced") from exc
+            raise
         committed = True
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            if isinstance(exc, DiskFullError):
+                raise
+            raise DiskFullError(f"the disk of {root} is full while writing dataset {dataset_id!r} ({exc}); nothing was published and the temporary folder was removed") from exc
+        raise
+    except RuntimeError as exc:  # h5py reports some write failures as RuntimeError
+        if "No space left on device" in str(exc):
+            raise DiskFullError(f"the disk of {root} is full while writing dataset {dataset_id!r} ({exc}); nothing was published and the temporary folder was removed") from exc
+        raise
     finally:
         if not committed:
             shutil.rmtree(tmp, ignore_errors=True)
+        stack.close()
     return minari.load_dataset(dataset_id)

@@ -71,6 +71,36 @@ def action_vocabulary() -> tuple[tuple[str, str], ...]:
     return tuple((verb, t) for verb in VERBS for t in targets[verb])
 
 
+#: largest procedural suite: tasks are built up front, ~15 KB and ~3 ms each (100,000: ~1.5 GB, minutes)
+MAX_NUM_TASKS = 100_000
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_types(**kwargs: Any) -> None:
+    """Strict types for the constructor: ``bool("no")`` is True and ``int(2.7)`` is 2, so neither is coerced."""
+    for name, value in kwargs.items():
+        if name == "randomize_init":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Expect `randomize_init` to be a bool, actually: {value!r} ({type(value).__name__})")
+        elif not _is_int(value):
+            raise ValueError(f"Expect `{name}` to be an int, actually: {value!r} ({type(value).__name__})")
+    if not 1 <= int(kwargs["num_tasks"]) <= MAX_NUM_TASKS:
+        raise ValueError(f"Expect `num_tasks` to be in 1..{MAX_NUM_TASKS:,} (the suite is built in memory, ~15 KB a task), "
+                         f"actually: {kwargs['num_tasks']}")
+
+
+def _action_int(action: Any) -> int:
+    """An action as an int; a float, a string or a bool is refused (``int(3.7)`` would silently act as 3)."""
+    if isinstance(action, np.ndarray) and action.shape == ():
+        action = action[()]
+    if not _is_int(action):
+        raise ValueError(f"Expect the action to be an int (or numpy integer), actually: {action!r} ({type(action).__name__})")
+    return int(action)
+
+
 @lru_cache(maxsize=16)
 def _procedural_suite(num_tasks: int, seed: int, subtasks: str | None, types: tuple[str, ...] | None) -> tuple[TaskSpec, ...]:
     # tasks are immutable: envs built with the same arguments (a vector env, an evaluation) share them
@@ -138,6 +168,8 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         layouts_dir: str | None = None,
         render_mode: str | None = None,
     ) -> None:
+        _check_types(randomize_init=randomize_init, num_tasks=num_tasks, suite_seed=suite_seed, image_size=image_size,
+                     render_size=render_size, max_steps=max_steps)
         if tasks not in TASK_SOURCES:
             hint = difflib.get_close_matches(str(tasks), TASK_SOURCES, n=1)
             raise ValueError(f"tasks must be one of {TASK_SOURCES}, got {tasks!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
@@ -155,9 +187,10 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         self.render_mode = render_mode
         self.load_report = None
         if tasks == "alfred":
-            if not alfred_dir:
-                raise ValueError("tasks='alfred' needs alfred_dir, the path of ALFRED's json_2.1.0 folder")
+            from rgvlm_gym.alfred.paths import resolve_alfred_dir
             from rgvlm_gym.alfred.traj import load_split
+
+            alfred_dir = resolve_alfred_dir(alfred_dir)  # a recorded path from another machine: $RGVLM_GYM_ALFRED_DIR
 
             report = load_split(alfred_dir, split, subtasks=subtasks, layouts_dir=layouts_dir)
             self.load_report = report
@@ -243,7 +276,7 @@ class AlfredLiteEnv(gym.Env[dict[str, Any], np.int64]):
         return self._obs(), self._info(None, None)
 
     def step(self, action: int | np.integer) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        a = int(action)
+        a = _action_int(action)
         self._steps += 1
         if not 0 <= a < len(self._vocab):
             error: str | None = f"action {a} is out of range 0..{len(self._vocab) - 1}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -111,6 +112,7 @@ class HFLVLM(LVLM):
             raise ValueError(f"Expect `batch_size` to be a positive int, actually: {batch_size!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"Expect `max_new_tokens` to be a positive int, actually: {max_new_tokens!r}")
+        is_local = _check_model_source(model, revision, local_files_only)  # before seconds of imports
         import torch
         import transformers
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -133,17 +135,22 @@ class HFLVLM(LVLM):
             load["revision"] = revision
         if local_files_only is not None:
             load["local_files_only"] = local_files_only
-        if os.path.isdir(model):
+        if is_local:
             load["local_files_only"] = True
-        self.processor = AutoProcessor.from_pretrained(model, **load)  # type: ignore[no-untyped-call]
         model_kwargs = dict(load)
         dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
         model_kwargs[dtype_key] = self.torch_dtype
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
-        self.hf_model = (
-            AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()  # type: ignore[arg-type]
-        )
+        try:
+            self.processor = AutoProcessor.from_pretrained(model, **load)  # type: ignore[no-untyped-call]
+            self.hf_model = (
+                AutoModelForImageTextToText.from_pretrained(model, **model_kwargs).to(self.device).eval()  # type: ignore[arg-type]
+            )
+        except (OSError, ValueError) as exc:  # not a transformers image-text model, missing / damaged files
+            from rgvlm_gym.errors import UsageError
+
+            raise UsageError(f"cannot load the hf model {model!r} as an image-text-to-text model: {exc}") from exc
 
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"  # decoder-only batched generation
@@ -338,3 +345,45 @@ class HFLVLM(LVLM):
                     self.usage.record(r.model, r.usage)
                     results[i] = r
         return [r for r in results if r is not None]
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _check_model_source(model: str, revision: str | None, local_files_only: bool | None) -> bool:
+    """Fail fast and clearly on a model that cannot be loaded; True when it is a local folder.
+
+    A path that does not exist, a malformed hub id, or a hub id that is neither in the local cache nor
+    reachable (checked with one request of at most 10 s, instead of transformers' minutes of retries).
+    """
+    from rgvlm_gym.errors import UsageError
+
+    if os.path.isdir(os.path.expanduser(model)):
+        return True
+    looks_like_path = model.startswith(("/", "./", "../", "~", "\\")) or os.sep in model.strip("/").replace("/", "", 1) \
+        or os.path.exists(os.path.expanduser(model))
+    if looks_like_path or not _HUB_ID.match(model):
+        where = "is a file, not a model folder" if os.path.isfile(os.path.expanduser(model)) else "does not exist"
+        raise UsageError(f"hf model {model!r} {where}; pass a local folder written by save_pretrained, or a hub id "
+                         f"like 'Qwen/Qwen2-VL-2B-Instruct'")
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(model, revision=revision, local_files_only=True)
+        return False  # in the local cache
+    except Exception:  # not cached (or only partly): look on the hub
+        pass
+    if local_files_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise UsageError(f"hf model {model!r} is not in the local Hugging Face cache and downloads are off "
+                         f"(local_files_only / HF_HUB_OFFLINE); download it first or pass a local folder")
+    try:
+        from huggingface_hub import model_info
+
+        model_info(model, revision=revision, timeout=10)
+    except Exception as exc:
+        kind = type(exc).__name__
+        if "NotFound" in kind or "Gated" in kind:
+            raise UsageError(f"hf model {model!r} is not on the Hugging Face Hub (or is gated): {kind}") from exc
+        raise UsageError(f"hf model {model!r} is not in the local cache and the Hugging Face Hub cannot be reached "
+                         f"({kind}: {str(exc)[:200]}); download it where there is a connection, or pass a local folder") from exc
+    return False

@@ -249,6 +249,10 @@ class OpenAILVLM(LVLM):
         # A missing key for a remote server is reported at the first request (building a client to read its
         # spec or config needs none).
         self._key = _Secret(key) if key else None
+        if key and key != DUMMY_KEY:
+            from rgvlm_gym.secrets import register_secret
+
+            register_secret(key)  # scrubbed from answers before they are cached or stored
         key = key or ""
         password = urllib.parse.urlsplit(self._resolved_url).password
         self._secrets = tuple(_Secret(s) for s in (key if key != DUMMY_KEY else "", password or "") if s)

@@ -42,6 +42,8 @@ _REGISTRY: dict[str, type[LVLM] | str] = {
 }
 
 _URL_SPLIT = re.compile(r"^(?P<model>.+?)@(?P<url>https?://.+)$")
+# "model@ftp://host" or "model@localhost:8000/v1": a base URL was meant, but not an HTTP one
+_BAD_URL = re.compile(r"^(?P<model>.+?)@(?P<url>(?:[A-Za-z][A-Za-z0-9+.-]*://|(?:localhost|[\w.-]+\.[A-Za-z]{2,}|\d+\.\d+\.\d+\.\d+):\d+).*)$")
 
 
 def register_lvlm(name: str, backend: type[LVLM] | str, *, overwrite: bool = False) -> None:
@@ -148,6 +150,12 @@ class LVLMSpec:
             if not rest:
                 raise ValueError("Expect 'openai:<model>[@<base_url>]', actually: no model after 'openai:'")
             m = _URL_SPLIT.match(rest)
+            bad = None if m else _BAD_URL.match(rest)
+            if bad:
+                raise ValueError(
+                    f"Expect the base URL after '@' in 'openai:<model>@<base_url>' to start with http:// or https://, "
+                    f"actually: {re.sub(r'//[^/@]*@', '//***@', bad['url'])!r} (e.g. openai:{bad['model']}@http://localhost:8000/v1)"
+                )
             params = {"model": m["model"], "base_url": m["url"]} if m else {"model": rest}
         else:
             if not rest:

@@ -25,7 +25,11 @@ serialises writers; ``busy_timeout`` waits for the lock).
 
 Bad files: a file that is not SQLite, or an SQLite file without our ``meta`` table, or one written with
 another schema version, raises :class:`LabelCacheError` naming the file, what was found and what to do
-(pass another path, or delete the file to start afresh) — it is never modified. ``readonly=True`` opens an
+(pass another path, or delete the file to start afresh) — it is never modified (the file is checked
+before it is switched to WAL). Rows are not trusted either: an undecodable row is a miss, and the
+labelers check a cached label's schema and ranges (RG-VLM: scores 0-10, rewards 0-1) before using it.
+Secrets (API keys from the environment or given to a client) are redacted from everything stored
+(:mod:`rgvlm_gym.secrets`). ``readonly=True`` opens an
 existing cache for lookups only (``put_*`` then store nothing and return False).
 
 Example:
@@ -55,6 +59,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rgvlm_gym.secrets import redact
 
 __all__ = ["SCHEMA_VERSION", "LabelCache", "LabelCacheError", "array_digest", "content_key"]
 
@@ -129,6 +135,7 @@ class LabelCache:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._checked = False
         if self.readonly:
             if not self.path.is_file():
                 raise LabelCacheError(f"label cache {self.path} does not exist (readonly=True needs an existing file)")
@@ -137,7 +144,14 @@ class LabelCache:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise LabelCacheError(f"cannot create the folder of label cache {self.path}: {exc}") from exc
-        self._check_and_init(self._conn())
+        conn = self._conn()
+        self._check_and_init(conn)  # raises, leaving the file as it was, unless it is ours (or new)
+        self._checked = True
+        if not self.readonly:
+            try:
+                self._set_wal(conn)
+            except sqlite3.DatabaseError as exc:
+                raise LabelCacheError(f"cannot use label cache {self.path}: {exc}") from exc
 
     # -- connections
 
@@ -150,15 +164,19 @@ class LabelCache:
             else:
                 conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            if not self.readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
+            if not self.readonly and self._checked:  # never before the file is known to be ours
+                self._set_wal(conn)
         except sqlite3.DatabaseError as exc:
             raise LabelCacheError(
                 f"{self.path} is not a usable label cache ({exc}); pass another path, or delete the file "
                 f"to start a new cache"
             ) from exc
         return conn
+
+    @staticmethod
+    def _set_wal(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -220,7 +238,15 @@ class LabelCache:
             row = self._conn().execute(sql, (key,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise LabelCacheError(f"reading label cache {self.path} failed: {exc}") from exc
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as exc:  # a damaged row is a miss (and is overwritten when relabeled)
+            import warnings
+
+            warnings.warn(f"label cache {self.path}: ignoring an undecodable row ({key[:12]}...): {exc}", RuntimeWarning, stacklevel=3)
+            return None
 
     def get_label(self, key: str) -> dict[str, Any] | None:
         """The stored result under ``key``, or None."""
@@ -261,14 +287,14 @@ class LabelCache:
         return self._put(
             "INSERT OR REPLACE INTO labels (key, labeler, model, prompt, status, result, created) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, labeler, model, prompt, str(result.get("status", "ok")), json.dumps(dict(result)), time.time()),
+            (key, labeler, model, prompt, str(result.get("status", "ok")), json.dumps(redact(dict(result))), time.time()),
         )
 
     def put_response(self, key: str, response: Mapping[str, Any], *, model: str | None = None) -> bool:
         """Store an LVLM response; committed before it returns. False when read-only."""
         return self._put(
             "INSERT OR REPLACE INTO responses (key, model, response, created) VALUES (?, ?, ?, ?)",
-            (key, model, json.dumps(dict(response)), time.time()),
+            (key, model, json.dumps(redact(dict(response))), time.time()),
         )
 
     def delete_label(self, key: str) -> bool:

@@ -20,7 +20,9 @@ Privileged ground truth enters the keys only for the simulated LVLM, the one bac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import warnings
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -31,7 +33,13 @@ from rgvlm_gym.lvlm import LVLM, LVLMError, LVLMResponse, make_lvlm
 from rgvlm_gym.rewards.base import Labeler, LabelResult
 from rgvlm_gym.rewards.cache import LabelCache, array_digest, content_key
 
-__all__ = ["LVLMLabeler", "Protocol", "Request", "model_identity"]
+__all__ = ["MAX_ANSWER_CHARS", "LVLMLabeler", "Protocol", "Request", "model_identity"]
+
+#: longest LVLM answer kept (characters); longer ones are cut before they are parsed, cached or stored
+#: (a real model's answer, capped by ``max_tokens``, is far shorter; a server that ignores the cap must
+#: not grow the cache and the dataset by megabytes per call). Cut before parsing, so a resumed job parses
+#: exactly what the first run parsed.
+MAX_ANSWER_CHARS = 64 * 1024
 
 Request = tuple[list[dict[str, Any]], dict[str, Any]]
 Answer = LVLMResponse | LVLMError
@@ -120,6 +128,10 @@ class LVLMLabeler(Labeler):
     """
 
     uses_lvlm = True
+    #: the range of this labeler's per-step rewards; a cached label outside it is not used (None: any finite)
+    reward_bounds: tuple[float, float] | None = None
+    #: the range of its raw scores (``LabelResult.raw_scores``), e.g. (0, 10) for RG-VLM (None: any)
+    score_bounds: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -201,13 +213,17 @@ class LVLMLabeler(Labeler):
 
     # -- cache
 
-    def _cached_label(self, key: str) -> LabelResult | bool | None:
+    def _cached_label(self, key: str, n_steps: int | None = None) -> LabelResult | bool | None:
         """The cached result; None on a miss; False for an ``invalid`` label to retry (then its stored
         responses are not replayed either)."""
         if self.cache is None:
             return None
         stored = self.cache.get_label(key)
         if stored is None:
+            return None
+        problem = self._check_stored_label(stored, n_steps)
+        if problem is not None:  # a damaged or tampered row: label again (and overwrite it)
+            _warn_bad_row(self.cache, "label", key, ValueError(problem))
             return None
         if self.retry_invalid and stored.get("status") == "invalid":
             return False
@@ -216,6 +232,35 @@ class LVLMLabeler(Labeler):
         result.meta["cached_calls"] = result.calls
         result.calls, result.usage = 0, {}
         return result
+
+    def _check_stored_label(self, stored: Any, n_steps: int | None) -> str | None:
+        """Why a cached label cannot be used (None: it can): the schema of :meth:`LabelResult.to_dict`, one
+        finite reward per step within :attr:`reward_bounds`, raw scores within :attr:`score_bounds`."""
+        if not isinstance(stored, Mapping):
+            return f"a label row must be a JSON object, not {type(stored).__name__}"
+        status = stored.get("status")
+        if status not in ("ok", "invalid", "error"):
+            return f"unknown status {status!r}"
+        rewards = stored.get("rewards")
+        if (status == "ok") != (rewards is not None):
+            return f"status {status!r} with rewards {'present' if rewards is not None else 'missing'}"
+        for name, values, bounds in (("rewards", rewards, self.reward_bounds), ("raw_scores", stored.get("raw_scores"), self.score_bounds)):
+            if values is None:
+                continue
+            try:
+                arr = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                return f"{name} are not numbers"
+            if arr.ndim != 1 or (name == "rewards" and n_steps is not None and len(arr) != n_steps):
+                return f"{name} have shape {arr.shape}, expected ({n_steps},)"
+            finite = arr[np.isfinite(arr)]
+            if name == "rewards" and len(finite) != len(arr):
+                return "rewards are not all finite"
+            if bounds is not None and len(finite) and (finite.min() < bounds[0] or finite.max() > bounds[1]):
+                return f"{name} outside [{bounds[0]:g}, {bounds[1]:g}] (e.g. {finite[(finite < bounds[0]) | (finite > bounds[1])][0]:g})"
+        if not isinstance(stored.get("texts", []), list) or not isinstance(stored.get("meta", {}), Mapping):
+            return "texts / meta have the wrong type"
+        return None
 
     def _store_label(self, key: str, result: LabelResult) -> None:
         if self.cache is not None and result.status != "error":
@@ -227,7 +272,16 @@ class LVLMLabeler(Labeler):
         if self.cache is None:
             return None
         stored = self.cache.get_response(key)
-        return None if stored is None else LVLMResponse.from_dict(stored)
+        if stored is None:
+            return None
+        try:
+            response = LVLMResponse.from_dict(stored)
+            if not isinstance(response.text, str) or len(response.text) > MAX_ANSWER_CHARS + 200:
+                raise ValueError("the answer is not text of at most MAX_ANSWER_CHARS characters")
+        except (KeyError, TypeError, ValueError) as exc:  # a damaged or foreign row: ask again
+            _warn_bad_row(self.cache, "LVLM response", key, exc)
+            return None
+        return response
 
     def _store_response(self, key: str, response: LVLMResponse) -> None:
         if self.cache is not None:
@@ -251,7 +305,7 @@ class LVLMLabeler(Labeler):
             tally.add(hit, cached=True)
             return hit
         try:
-            response = self.lvlm.chat(messages, **gen)
+            response = _sanitize(self.lvlm.chat(messages, **gen))
         except LVLMError as exc:
             tally.failed()
             return exc
@@ -267,7 +321,7 @@ class LVLMLabeler(Labeler):
             tally.add(hit, cached=True)
             return hit
         try:
-            response = await self.lvlm.achat(messages, **gen)
+            response = _sanitize(await self.lvlm.achat(messages, **gen))
         except LVLMError as exc:
             tally.failed()
             return exc
@@ -277,7 +331,7 @@ class LVLMLabeler(Labeler):
 
     def label(self, episode: EpisodeRecord) -> LabelResult:
         key = self.episode_key(episode)
-        cached = self._cached_label(key)
+        cached = self._cached_label(key, len(episode))
         if isinstance(cached, LabelResult):
             return cached
         replay = cached is None
@@ -294,7 +348,7 @@ class LVLMLabeler(Labeler):
 
     async def alabel(self, episode: EpisodeRecord) -> LabelResult:
         key = self.episode_key(episode)
-        cached = self._cached_label(key)
+        cached = self._cached_label(key, len(episode))
         if isinstance(cached, LabelResult):
             return cached
         replay = cached is None
@@ -316,3 +370,19 @@ class LVLMLabeler(Labeler):
     def close(self) -> None:
         if self._owns_cache and self.cache is not None:
             self.cache.close()
+
+
+def _sanitize(response: LVLMResponse) -> LVLMResponse:
+    """The answer as rgvlm-gym keeps it: secrets redacted (a server may echo the API key), at most
+    :data:`MAX_ANSWER_CHARS` characters."""
+    from rgvlm_gym.secrets import redact
+
+    text = redact(response.text)
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS] + f" ...[cut: {len(text) - MAX_ANSWER_CHARS} more characters]"
+    return response if text == response.text else dataclasses.replace(response, text=text)
+
+
+def _warn_bad_row(cache: LabelCache, what: str, key: str, exc: BaseException) -> None:
+    warnings.warn(f"label cache {cache.path}: ignoring a damaged {what} row ({key[:12]}...): {exc}; asking again",
+                  RuntimeWarning, stacklevel=3)

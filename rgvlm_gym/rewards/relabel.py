@@ -34,6 +34,18 @@ its sparse reward in ``rewards`` and ``lvlm_rewards``, ``lvlm_labels`` is NaN, a
 ``label["reason"]`` say why. No score is ever invented. ``error`` episodes are not cached, so re-running asks
 again; ``invalid`` ones are (``RGVLMLabeler(retry_invalid=True)`` asks again).
 
+**A job that labels too little fails.** More than ``max_unlabeled`` unlabeled episodes (default
+:data:`DEFAULT_MAX_UNLABELED`, 5 % of the source's episodes, rounded down -- so on a small dataset any
+unlabeled episode fails the job) stop the job at once with :class:`~rgvlm_gym.errors.LabelingError`
+(``rgvlm relabel`` exits 1) and nothing is published: a dead endpoint, a wrong API key or a model that never
+answers in the format must not produce a "successful" dataset of sparse rewards. The error lists each
+kind of failure with its full reason (status codes, URLs) and the episodes. ``max_unlabeled="100%"``
+restores the permissive behaviour.
+
+**One writer per id.** The output id is claimed before labeling starts
+(:func:`~rgvlm_gym.data.claim_dataset`): a second job for the same id fails at once
+(:class:`~rgvlm_gym.errors.DatasetBusyError`); ids inside another dataset's folder are refused.
+
 **Resuming.** Every finished LVLM call and every finished episode is committed to the label cache (SQLite,
 WAL) as it completes. Re-running a finished job makes zero LVLM calls; re-running a job that was killed
 (SIGKILL included) labels each episode exactly once, asking only the calls that had not finished. The
@@ -84,6 +96,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rgvlm_gym.data.episode import EpisodeRecord
+from rgvlm_gym.errors import LabelingError
 from rgvlm_gym.rewards.base import Labeler, make_labeler, registered_labelers
 from rgvlm_gym.rewards.basic import CombinedLabeler, SparseLabeler, oracle_contributions
 from rgvlm_gym.rewards.cache import LabelCache
@@ -103,10 +116,12 @@ if TYPE_CHECKING:
     from rgvlm_gym.lvlm import LVLM
 
 __all__ = [
+    "DEFAULT_MAX_UNLABELED",
     "RELABEL_EPISODE_COLUMNS",
     "RELABEL_STEP_COLUMNS",
     "RelabelSummary",
     "build_labeler",
+    "labeler_title",
     "default_cache_path",
     "relabel",
     "relabel_labelers",
@@ -118,6 +133,9 @@ RELABEL_STEP_COLUMNS = (*STEP_COLUMNS, "lvlm_rewards")
 RELABEL_EPISODE_COLUMNS = EPISODE_COLUMNS
 SIM_NOTE = "(simulated LVLM)"
 _DEFAULT_LAM = 1.0
+#: default of ``relabel(max_unlabeled=...)`` / ``--max-unlabeled``: a job with more than 5 % of its episodes
+#: unlabeled fails and publishes nothing (a dead endpoint or a wrong key must not produce a "successful" job)
+DEFAULT_MAX_UNLABELED = "5%"
 
 
 def default_cache_path() -> Path:
@@ -222,6 +240,21 @@ def build_labeler(
     return CombinedLabeler(base=SparseLabeler(), dense=dense, lam=lam)
 
 
+def labeler_title(config: Mapping[str, Any]) -> str:
+    """A labeler config as people name it: ``sparse + 0.5 * rgvlm`` for a combination, else its type.
+
+    >>> labeler_title({"type": "combined", "params": {"base": {"type": "sparse"}, "dense": {"type": "oracle"}, "lam": 0.5}})
+    'sparse + 0.5 * oracle'
+    >>> labeler_title({"type": "rgvlm", "params": {}})
+    'rgvlm'
+    """
+    params = config.get("params") or {}
+    if config.get("type") == "combined" and isinstance(params.get("dense"), Mapping):
+        base = labeler_title(params["base"]) if isinstance(params.get("base"), Mapping) else "sparse"
+        return f"{base} + {params.get('lam', 1.0):g} * {labeler_title(params['dense'])}"
+    return str(config.get("type", "?"))
+
+
 def _walk(labeler: Labeler) -> Iterator[Labeler]:
     todo = [labeler]
     while todo:
@@ -301,7 +334,7 @@ class RelabelSummary:
         """The closing summary; its first line says so when the labels come from the simulated LVLM."""
         n_unl = self.episodes - self.labeled
         lines = [
-            f"Relabeled {self.source} -> {self.out} with {self.labeler['type']}"
+            f"Relabeled {self.source} -> {self.out} with {labeler_title(self.labeler)}"
             + (f" ({self.lvlm})" if self.lvlm else ""),
             f"Episodes: {self.episodes} ({self.labeled} labeled, {self.cached} from the cache, {n_unl} unlabeled), "
             f"{self.steps} steps in {self.elapsed_s:.1f} s ({self.episodes_per_s:.1f} episodes/s)",
@@ -366,7 +399,9 @@ class _WriterProcess:
     Writing (HDF5 + gzip of every frame) is the largest single cost of a relabel job and holds the GIL; in a
     process of its own it overlaps with reading and labeling. The child is forked before the label cache, the
     LVLM client or any thread exists, and leaves with ``os._exit`` (it never touches the parent's handles).
-    It stops (and ``write_dataset`` removes its temporary folder) when the parent dies, even by SIGKILL.
+    It dies with the parent (Linux ``PR_SET_PDEATHSIG``: SIGTERM when the parent dies, even by SIGKILL;
+    elsewhere it notices within 0.5 s) and removes its temporary folder on the way out. If the child dies
+    first (killed, crashed), the parent raises :class:`~rgvlm_gym.errors.WriterError` -- never hangs.
     """
 
     def __init__(self, queue_size: int = 4) -> None:
@@ -383,9 +418,25 @@ class _WriterProcess:
     @staticmethod
     def _main(q: Any, conn: Any, parent: int) -> None:  # pragma: no cover - runs in the child
         import queue as queue_mod
+        import signal
 
+        def stop(signum: int, frame: Any) -> None:
+            # remove our temporary folder and leave at once: an exception raised here could land inside
+            # HDF5's C code (which swallows it, or crashes on a half-written file)
+            with contextlib.suppress(BaseException):
+                from rgvlm_gym.data.storage import clean_stale_temporaries
+
+                clean_stale_temporaries(exiting_pid=os.getpid())
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which aborts us
+        _die_with_parent()
         code = 0
         try:
+            if os.getppid() != parent:  # the parent died before the death signal was armed
+                raise RuntimeError("the relabel process died")
+
             def get() -> Any:
                 while True:
                     try:
@@ -410,10 +461,11 @@ class _WriterProcess:
             conn.send(("ok", None))
         except BaseException as exc:  # reported to the parent, which re-raises it
             code = 1
-            try:
-                conn.send(("error", exc))
-            except Exception:
-                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            with contextlib.suppress(Exception):
+                try:
+                    conn.send(("error", exc))
+                except Exception:
+                    conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
         finally:
             os._exit(code)
 
@@ -429,18 +481,36 @@ class _WriterProcess:
                     self._raise_child_error()
 
     def _raise_child_error(self) -> None:
+        report = None
         if self._parent_conn.poll(5):
-            status, exc = self._parent_conn.recv()
-            if status == "error":
-                raise exc
-        raise RuntimeError(f"the dataset writer process ended unexpectedly (exit code {self._proc.exitcode})")
+            with contextlib.suppress(EOFError, OSError):  # EOF: the child died without a word
+                report = self._parent_conn.recv()
+        if report is not None and report[0] == "error":
+            raise report[1]
+        self._proc.join(timeout=10)
+        self._forget_queue()
+        code = self._proc.exitcode
+        how = f"exit code {code}" if code is None or code >= 0 else f"killed by signal {_signal_name(-code)}"
+        from rgvlm_gym.data.storage import clean_stale_temporaries
+        from rgvlm_gym.errors import WriterError
+
+        clean_stale_temporaries()  # the dead writer's temporary folder
+        raise WriterError(
+            f"the dataset writer process (pid {self._proc.pid}) died before finishing ({how}); nothing was "
+            f"published. Finished labels are in the label cache: re-run to resume")
+
+    def _forget_queue(self) -> None:
+        """The child is gone: never wait at exit for records nobody will read (the queue's feeder thread)."""
+        with contextlib.suppress(Exception):
+            self._q.cancel_join_thread()
+            self._q.close()
 
     def write(self, out: str, records: Iterator[EpisodeRecord], **kwargs: Any) -> None:
         """``write_dataset(out, records, **kwargs)`` in the child; returns when the dataset is committed."""
         self._put({"out": out, "kwargs": kwargs})
         try:
             for rec in records:
-                if self._parent_conn.poll():  # the writer failed early (bad record, disk full)
+                if self._parent_conn.poll() or not self._proc.is_alive():  # the writer failed early (bad record, disk full, killed)
                     self._raise_child_error()
                 self._put(rec)
         except BaseException:
@@ -450,7 +520,10 @@ class _WriterProcess:
         while not self._parent_conn.poll(0.5):
             if not self._proc.is_alive() and not self._parent_conn.poll(0.5):
                 self._raise_child_error()
-        status, exc = self._parent_conn.recv()
+        try:
+            status, exc = self._parent_conn.recv()
+        except EOFError:
+            self._raise_child_error()
         self._proc.join(timeout=30)
         if status == "error":
             raise exc
@@ -464,12 +537,35 @@ class _WriterProcess:
             if self._proc.is_alive():
                 self._proc.terminate()
                 self._proc.join(timeout=5)
+        self._forget_queue()
 
     def close(self) -> None:
         if self._proc.is_alive():
             with contextlib.suppress(Exception):
                 self._q.put_nowait(None)
             self.abort()
+        self._forget_queue()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies (SIGKILL included)."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def _can_fork() -> bool:
@@ -493,6 +589,7 @@ def relabel(
     progress: bool = True,
     quality: bool = True,
     writer_process: bool | None = None,
+    max_unlabeled: int | float | str = DEFAULT_MAX_UNLABELED,
     labeler_args: Mapping[str, Any] | None = None,
 ) -> RelabelSummary:
     """Relabel the Minari dataset ``src`` into the new dataset ``out_id`` (module docstring).
@@ -516,18 +613,25 @@ def relabel(
             dataset; the report is skipped for ``sparse``).
         writer_process: write the new dataset in a forked child process, overlapping writing with reading
             and labeling (None: where ``fork`` exists). The result is the same either way.
+        max_unlabeled: how many episodes may end unlabeled (``invalid`` or ``error``) before the job fails:
+            an int count, a fraction in [0, 1] (float) or a percentage string such as ``"5%"`` (the default;
+            of the source's episodes, rounded down -- so on a small dataset any failure fails the job).
+            Over it, the job stops at once and publishes nothing (:class:`~rgvlm_gym.errors.LabelingError`);
+            finished labels stay in the cache, so a re-run resumes.
         labeler_args: further constructor arguments of a labeler given by name (:func:`build_labeler`).
 
     Returns:
         A :class:`RelabelSummary`.
 
     Raises:
-        FileExistsError: ``out_id`` exists and ``force`` is False.
+        FileExistsError: ``out_id`` exists and ``force`` is False (:class:`~rgvlm_gym.errors.DatasetBusyError`:
+            another job is writing it now).
+        LabelingError: more episodes than ``max_unlabeled`` ended unlabeled; nothing was published.
         ValueError: bad arguments; :class:`~rgvlm_gym.data.DatasetError` for an unknown source (with "did you
-            mean"), one without frames or instructions.
+            mean"), one without frames or instructions, or a corrupted one.
     """
     from rgvlm_gym.data import dataset_info, iter_episodes, open_dataset, write_dataset
-    from rgvlm_gym.data.storage import _dataset_dir, parse_dataset_id
+    from rgvlm_gym.data.storage import claim_dataset, parse_dataset_id
 
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ValueError(f"Expect `concurrency` to be a positive int, actually: {concurrency!r}")
@@ -537,27 +641,29 @@ def relabel(
     out = str(parse_dataset_id(out_id))
     if out == ds.id:
         raise ValueError(f"Expect `out_id` to differ from the source dataset, actually: both are {out!r} (the source is never modified)")
-    if _dataset_dir(out).exists() and not force:
-        raise FileExistsError(f"dataset {out!r} already exists at {_dataset_dir(out)}; pass --force (force=True) to replace it")
+    allowed = _allowed_unlabeled(max_unlabeled, int(ds.total_episodes))
     info = dataset_info(ds)
-
-    writer = _WriterProcess() if (writer_process if writer_process is not None else _can_fork()) else None
-    own_cache: LabelCache | None = None
-    cache_obj: LabelCache | None
-    if isinstance(cache, LabelCache):
-        cache_obj = cache
-    elif cache is False or cache is None:
-        cache_obj = None
-    else:
-        own_cache = cache_obj = LabelCache(default_cache_path() if cache is True else cache)
-    lab: Labeler | None = None
+    stack = contextlib.ExitStack()
+    # claimed before labeling starts (and before the writer is forked, which inherits the claim): a second
+    # job for the same id fails now, not after its labels are paid for
+    stack.enter_context(claim_dataset(out, force=force))
+    writer = own_cache = lab = None
     try:
+        writer = _WriterProcess() if (writer_process if writer_process is not None else _can_fork()) else None
+        cache_obj: LabelCache | None
+        if isinstance(cache, LabelCache):
+            cache_obj = cache
+        elif cache is False or cache is None:
+            cache_obj = None
+        else:
+            own_cache = cache_obj = LabelCache(default_cache_path() if cache is True else cache)
         lab = build_labeler(labeler, lvlm=lvlm, lam=lam, cache=cache_obj, frame_budget=frame_budget,
                             long_episodes=long_episodes, concurrency=concurrency, labeler_args=labeler_args)
         _check_source(ds, info, lab)
         return _run(ds, out, lab, info, force=force, concurrency=concurrency, cache=cache_obj, progress=progress,
                     quality=quality, lam=lam, frame_budget=frame_budget, long_episodes=long_episodes,
-                    write_dataset=write_dataset if writer is None else writer.write, iter_episodes=iter_episodes)
+                    write_dataset=write_dataset if writer is None else writer.write, iter_episodes=iter_episodes,
+                    allowed_unlabeled=allowed, max_unlabeled=max_unlabeled)
     finally:
         if writer is not None:
             writer.close()
@@ -565,6 +671,34 @@ def relabel(
             lab.close()
         if own_cache is not None:
             own_cache.close()
+        stack.close()
+
+
+def _allowed_unlabeled(max_unlabeled: int | float | str, episodes: int) -> int:
+    """The number of unlabeled episodes ``max_unlabeled`` allows out of ``episodes``.
+
+    >>> _allowed_unlabeled("5%", 100), _allowed_unlabeled("5%", 10), _allowed_unlabeled(3, 10), _allowed_unlabeled(0.5, 9)
+    (5, 0, 3, 4)
+    """
+    from rgvlm_gym.errors import UsageError
+
+    value: Any = max_unlabeled
+    what = f"Expect `max_unlabeled` to be a count (int >= 0), a fraction in [0, 1] or a percentage like '5%', actually: {max_unlabeled!r}"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text[:-1]) / 100.0 if text.endswith("%") else int(text)
+        except ValueError:
+            raise UsageError(what) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UsageError(what)
+    if isinstance(value, (int, np.integer)):
+        if value < 0:
+            raise UsageError(what)
+        return int(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise UsageError(what)
+    return int(math.floor(value * episodes + 1e-9))
 
 
 def _run(
@@ -583,6 +717,8 @@ def _run(
     long_episodes: str | None,
     write_dataset: Any,
     iter_episodes: Any,
+    allowed_unlabeled: int | None = None,
+    max_unlabeled: Any = None,
 ) -> RelabelSummary:
     lvlms = _lvlms(lab)
     lvlm_spec = _display_spec(lvlms[0].spec) if lvlms else None
@@ -614,7 +750,7 @@ def _run(
     prov = _redact(prov)
     step_cols = list(dict.fromkeys([*[c for c in info.get("extra_step_columns", []) if c not in RELABEL_STEP_COLUMNS], *RELABEL_STEP_COLUMNS]))
     ep_cols = list(dict.fromkeys([*[c for c in info.get("extra_episode_columns", []) if c not in RELABEL_EPISODE_COLUMNS], *RELABEL_EPISODE_COLUMNS]))
-    desc = f"{ds.id} relabeled by rgvlm-gym with {lab.name}" + (f" ({lvlm_spec})" if lvlm_spec else "")
+    desc = f"{ds.id} relabeled by rgvlm-gym with {labeler_title(lab.config)}" + (f" ({lvlm_spec})" if lvlm_spec else "")
     metadata = {"relabel": prov, "description": desc + (" " + SIM_NOTE if simulated else "")}
 
     stats = LabelStats()
@@ -628,6 +764,7 @@ def _run(
     oracle: list[np.ndarray] = []
     groups: dict[str, list[Any]] = {"task_type": [], "n_subtasks": []}
     unlabeled_eps: dict[str, list[int]] = {}
+    reasons: dict[str, str] = {}  # group -> the first full reason (digits and all)
     steps = 0
     bar = None
     if progress:
@@ -638,65 +775,85 @@ def _run(
     def labeled() -> Iterator[EpisodeRecord]:
         nonlocal steps
         source = (_restore_original(r) for r in iter_episodes(ds, frames=needs_frames or bool(info.get("frames", True))))
-        for i, (rec, res) in enumerate(label_stream(lab, source, concurrency=concurrency, stats=stats)):
-            ann = annotate(rec, res)
-            dense = np.asarray(ann.extra["lvlm_labels"], np.float32)
-            ann.extra["lvlm_rewards"] = np.where(np.isnan(dense), ann.rewards, dense).astype(np.float32) if res.labeled else ann.rewards.copy()
-            if not res.labeled:
-                unlabeled_eps.setdefault(f"{res.status}: {_short(res.reason)}", []).append(i)
-            steps += len(rec)
-            if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
-                labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
-                vals = res.meta.get("dense_meta", res.meta).get("values")
-                values.append(None if vals is None or len(vals) != len(rec) + 1 else np.asarray(vals, np.float64))
-                oracle.append(oracle_contributions(rec))
-                groups["task_type"].append(str(rec.task.get("task_type", "?")))
-                groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
-            if bar is not None:
-                failed = sum(x.usage.snapshot().failures for x in lvlms)
-                bar.set_postfix({**stats.postfix(), "failed": failed, "cached": stats.cached}, refresh=False)
-                bar.update(1)
-            yield ann
+        with contextlib.closing(label_stream(lab, source, concurrency=concurrency, stats=stats)) as stream:
+            for i, (rec, res) in enumerate(stream):
+                ann = annotate(rec, res)
+                dense = np.asarray(ann.extra["lvlm_labels"], np.float32)
+                ann.extra["lvlm_rewards"] = np.where(np.isnan(dense), ann.rewards, dense).astype(np.float32) if res.labeled else ann.rewards.copy()
+                if not res.labeled:
+                    group = f"{res.status}: {_group(res.reason)}"
+                    unlabeled_eps.setdefault(group, []).append(i)
+                    reasons.setdefault(group, f"{res.status}: {_first_reason(res.reason)}")
+                    n_bad = stats.episodes - stats.labeled
+                    if allowed_unlabeled is not None and n_bad > allowed_unlabeled:
+                        # stop now: the job fails whatever the rest does; nothing is published
+                        raise LabelingError(_too_many(ds.id, out, n_bad, stats.episodes, int(ds.total_episodes), max_unlabeled,
+                                                      allowed_unlabeled, unlabeled_eps, reasons), summary=summary(partial=True))
+                steps += len(rec)
+                if quality and has_dense and rec.cost_to_go is not None and len(rec.progress) == len(rec) + 1:
+                    labels.append(None if not res.labeled or np.isnan(dense).any() else dense)
+                    vals = res.meta.get("dense_meta", res.meta).get("values")
+                    values.append(None if vals is None or len(vals) != len(rec) + 1 else np.asarray(vals, np.float64))
+                    oracle.append(oracle_contributions(rec))
+                    groups["task_type"].append(str(rec.task.get("task_type", "?")))
+                    groups["n_subtasks"].append(int(rec.task.get("n_subtasks", -1)))
+                if bar is not None:
+                    failed = sum(x.usage.snapshot().failures for x in lvlms)
+                    bar.set_postfix({**stats.postfix(), "failed": failed, "cached": stats.cached}, refresh=False)
+                    bar.update(1)
+                yield ann
 
+    def summary(partial: bool = False) -> RelabelSummary:
+        report = None
+        if labels and not partial:
+            report = label_quality(labels, oracle, groups, values=values, note=f"labels from {lvlm_spec} {SIM_NOTE}" if simulated else "")
+        snaps = [x.usage.snapshot() for x in lvlms]
+        extra = lab.extra_cost()  # calls and tokens of a fit phase, model forward passes, training time
+        return RelabelSummary(
+            source=ds.id,
+            out=out,
+            labeler=_redact(lab.config),
+            lvlm=lvlm_spec,
+            episodes=stats.episodes,
+            steps=steps,
+            labeled=stats.labeled,
+            cached=stats.cached,
+            calls=stats.calls + int(extra.get("calls", 0)),
+            failed_calls=sum(s.failures for s in snaps),
+            prompt_tokens=stats.prompt_tokens + int(extra.get("prompt_tokens", 0)),
+            completion_tokens=stats.completion_tokens + int(extra.get("completion_tokens", 0)),
+            images=stats.images + int(extra.get("images", 0)),
+            cost_usd=sum(s.cost_usd for s in snaps),
+            elapsed_s=stats.elapsed_s,
+            simulated=simulated or stats.simulated,
+            cache=None if cache is None else str(cache.path),
+            unlabeled={reasons[k]: len(v) for k, v in unlabeled_eps.items()},
+            unlabeled_episodes={reasons[k]: v[:10] for k, v in unlabeled_eps.items()},
+            quality=report,
+            forward_passes=int(extra.get("forward_passes", 0)),
+            train_s=float(extra.get("train_s", 0.0)),
+        )
+
+    records = labeled()
     try:
-        write_dataset(out, labeled(), source=ds.id, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
+        write_dataset(out, records, source=ds.id, metadata=metadata, force=force, frames=bool(info.get("frames", True)),
                       extra_step_columns=step_cols, extra_episode_columns=ep_cols)
     finally:
+        # now, not when garbage-collected (at exit its labeling thread would be gone): stops the labeling
+        records.close()
         if bar is not None:
             bar.close()
+    return summary()
 
-    report = None
-    if labels:
-        report = label_quality(labels, oracle, groups, values=values, note=f"labels from {lvlm_spec} {SIM_NOTE}" if simulated else "")
-    snaps = [x.usage.snapshot() for x in lvlms]
-    extra = lab.extra_cost()  # calls and tokens of a fit phase, model forward passes, training time
-    unlabeled: dict[str, int] = {}
-    for why, eps in unlabeled_eps.items():
-        unlabeled[why] = len(eps)
-    return RelabelSummary(
-        source=ds.id,
-        out=out,
-        labeler=_redact(lab.config),
-        lvlm=lvlm_spec,
-        episodes=stats.episodes,
-        steps=steps,
-        labeled=stats.labeled,
-        cached=stats.cached,
-        calls=stats.calls + int(extra.get("calls", 0)),
-        failed_calls=sum(s.failures for s in snaps),
-        prompt_tokens=stats.prompt_tokens + int(extra.get("prompt_tokens", 0)),
-        completion_tokens=stats.completion_tokens + int(extra.get("completion_tokens", 0)),
-        images=stats.images + int(extra.get("images", 0)),
-        cost_usd=sum(s.cost_usd for s in snaps),
-        elapsed_s=stats.elapsed_s,
-        simulated=simulated or stats.simulated,
-        cache=None if cache is None else str(cache.path),
-        unlabeled=unlabeled,
-        unlabeled_episodes={k: v[:10] for k, v in unlabeled_eps.items()},
-        quality=report,
-        forward_passes=int(extra.get("forward_passes", 0)),
-        train_s=float(extra.get("train_s", 0.0)),
-    )
+
+def _too_many(src: str, out: str, n_bad: int, seen: int, total: int, max_unlabeled: Any, allowed: int,
+              unlabeled_eps: Mapping[str, list[int]], reasons: Mapping[str, str]) -> str:
+    lines = [f"relabel {src} -> {out} stopped: {n_bad} of the {seen} episodes labeled so far (of {total}) are unlabeled, "
+             f"more than --max-unlabeled {max_unlabeled} allows ({allowed}); {out!r} was not written. Finished labels "
+             f"are in the label cache: fix the cause and re-run to resume (or raise --max-unlabeled)."]
+    for group, eps in sorted(unlabeled_eps.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {len(eps)} x {reasons[group]} [episodes {', '.join(map(str, eps[:10]))}{', ...' if len(eps) > 10 else ''}]")
+    return "\n".join(lines)
 
 
 def _display_spec(spec: str) -> str:
@@ -705,7 +862,17 @@ def _display_spec(spec: str) -> str:
     return out.rstrip(",:")
 
 
-def _short(reason: str) -> str:
-    """A reason without episode-specific numbers (so equal failures group together)."""
-    reason = re.sub(r"^part \d+/\d+ \(steps \d+-\d+\): ", "", reason.split("; after one repair prompt")[0])
-    return re.sub(r"\d+(\.\d+)?", "N", reason)[:160]
+_PART = re.compile(r"^part \d+/\d+ \(steps \d+-\d+\): ")
+_REASON_CHARS = 2000
+
+
+def _group(reason: str) -> str:
+    """The grouping key of a reason: without episode-specific numbers, so equal failures count together
+    (only the key; the summary shows a full reason of each group)."""
+    return re.sub(r"\d+(\.\d+)?", "#", _PART.sub("", reason.split("; after one repair prompt")[0]))
+
+
+def _first_reason(reason: str) -> str:
+    """A reason as shown: whole (digits, URLs, status codes), without the part prefix, capped generously."""
+    text = _PART.sub("", reason.split("; after one repair prompt")[0])
+    return text if len(text) <= _REASON_CHARS else text[:_REASON_CHARS] + f"... [{len(text) - _REASON_CHARS} more characters]"

@@ -195,6 +195,8 @@ class RGVLMLabeler(LVLMLabeler):
     """
 
     name = "rgvlm"
+    reward_bounds = (0.0, 1.0)  # score / 10
+    score_bounds = (0.0, 10.0)
 
     def __init__(
         self,

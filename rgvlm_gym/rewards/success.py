@@ -92,6 +92,7 @@ class SuccessDetectorLabeler(LVLMLabeler):
     """
 
     name = "success"
+    reward_bounds = (0.0, 1.0)  # a verdict: 0 or 1
 
     def __init__(
         self,

@@ -30,11 +30,13 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rgvlm_gym.fileio import atomic_path, atomic_write_text
+from rgvlm_gym.rl.device import check_device
 
 __all__ = ["SIM_LABELS_NOTE", "TrainConfig", "train"]
 
@@ -56,6 +58,8 @@ class TrainConfig:
         learning_rate: every optimizer's learning rate.
         action_masks: observations carry the admissible-action mask (DiscreteIQL's policy then normalises and
             decodes over admissible actions; every algorithm's encoder reads it).
+        action_text: DiscreteIQL's Q and policy heads also score actions through their phrases' sentence
+            embeddings (:mod:`rgvlm_gym.rl.action_text`); ``iql`` only.
         filters: the CNN's ``(out_channels, kernel, stride)`` per convolution.
         feature_size: width of the encoder output.
         seed: seed of torch, numpy and sampling.
@@ -74,6 +78,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 3e-4
     action_masks: bool = True
+    action_text: bool = True
     filters: tuple[tuple[int, int, int], ...] = ((16, 8, 4), (32, 4, 2), (32, 3, 1))
     feature_size: int = 256
     seed: int = 0
@@ -96,39 +101,9 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: this torch build has no CUDA device (torch {torch.__version__}); use --device cpu")
-    if device.startswith("mps") and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _save_model(algo: Any, path: Path) -> None:
-    # atomic: a crash never leaves half a model under the name; readable like any file the user writes
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".d3")
-    os.close(fd)
-    try:
-        algo.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:  # a crash never leaves half a model under the name
+        algo.save(str(tmp))
 
 
 def train(
@@ -156,7 +131,7 @@ def train(
     model_path = out / "model.d3"
     if model_path.exists() and not force:
         raise FileExistsError(f"{model_path} exists; pass --force to overwrite it")
-    _check_device(cfg.device)
+    check_device(cfg.device)
     if cfg.tensorboard:
         try:
             import tensorboardX  # noqa: F401
@@ -189,7 +164,9 @@ def train(
     encoder = LanguageConditionedEncoderFactory(filters=[list(f) for f in cfg.filters], feature_size=cfg.feature_size)
     lr_fields = {"iql": ("actor_learning_rate", "critic_learning_rate"), "bcq": ("learning_rate",), "cql": ("learning_rate",),
                  "bc": ("learning_rate",), "dqn": ("learning_rate",)}
-    overrides = {name: cfg.learning_rate for name in lr_fields.get(cfg.algo, ())}
+    overrides: dict[str, Any] = {name: cfg.learning_rate for name in lr_fields.get(cfg.algo, ())}
+    if cfg.action_text and cfg.algo == "iql":
+        overrides["action_names"] = list(info["action_names"])
     algo_config = make_algo_config(cfg.algo, encoder_factory=encoder, batch_size=cfg.batch_size, **overrides)
     algo = algo_config.create(device=cfg.device)
 
@@ -249,7 +226,7 @@ def train(
         record["note"] = SIM_LABELS_NOTE
     if curve:
         record["learning_curve"] = curve
-    _atomic_write_text(out / "train.json", json.dumps(record, indent=1))
+    atomic_write_text(out / "train.json", json.dumps(record, indent=1))
     if progress:
         print(f"trained {cfg.algo} for {cfg.steps} steps in {record['train_seconds']} s "
               f"({record['updates_per_second']} updates/s); model: {model_path}")
@@ -281,7 +258,7 @@ def _write_curve(out: Path, curve: list[dict[str, Any]], simulated: bool) -> Non
     for row in curve:
         w.writerow([row["step"], row["train_s"], row.get("completion"), row.get("success"), row.get("invalid_rate"),
                     *[row.get("completion_by_k", {}).get(k, "") for k in ks]])
-    _atomic_write_text(out / "learning_curve.csv", buf.getvalue())
+    atomic_write_text(out / "learning_curve.csv", buf.getvalue())
     try:
         import matplotlib
 
@@ -302,7 +279,6 @@ def _write_curve(out: Path, curve: list[dict[str, Any]], simulated: bool) -> Non
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Learning curve" + (" (rewards from SIMULATED LVLM labels)" if simulated else ""), fontsize=9)
     fig.tight_layout()
-    tmp = out / ".learning_curve.png.tmp"
-    fig.savefig(tmp, format="png")
+    with atomic_path(out / "learning_curve.png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, out / "learning_curve.png")

@@ -48,7 +48,7 @@ def test_cli_collect_reports_success_per_policy(capsys) -> None:
     assert rc == 0
     out = capsys.readouterr().out
     assert "wrote test/cli-v0: 10 episodes" in out and "success" in out and "\nall " in out
-    assert "cached the MiniLM embeddings of" in out
+    assert "cached the MiniLM embeddings of the instructions" in out
     rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--no-embed"])
     assert rc == 1 and "already exists" in capsys.readouterr().err
     rc = main(["collect", "--episodes", "3", "--num-tasks", "20", "--dataset-id", "test/cli-v0", "--no-progress", "--force", "--policy", "expert", "--no-embed"])

@@ -122,7 +122,7 @@ def test_quality_falls_with_noise(src: str) -> None:
 
 
 def test_unlabeled_episodes_keep_the_sparse_reward(src: str) -> None:
-    s = relabel(src, "test/relabel-bad-v0", "rgvlm", lvlm="sim:malformed=1", cache=False, progress=False)
+    s = relabel(src, "test/relabel-bad-v0", "rgvlm", lvlm="sim:malformed=1", cache=False, progress=False, max_unlabeled="100%")
     assert s.labeled == 0 and s.unlabeled and sum(s.unlabeled.values()) == 24
     assert re.search(r"^Unlabeled \(\d+\): invalid: invalid scores", s.text(), re.M)
     for rec in iter_episodes("test/relabel-bad-v0", frames=False, images=False):

@@ -58,14 +58,26 @@ def test_stream_reads_ahead_a_bounded_window() -> None:
 
 
 def test_stream_overlaps_lvlm_latency(episodes) -> None:
+    # overlap is counted, not timed (a timing bound flakes on a loaded machine): calls in flight at once
     latency, n = 0.05, 32
     labeler = RGVLMLabeler(f"sim:latency={latency}")
     labeler.lvlm.max_concurrency = 64
-    start = time.perf_counter()
+    in_flight, peak = 0, 0
+    original = labeler.lvlm._achat
+
+    async def counting(messages, gen):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await original(messages, gen)
+        finally:
+            in_flight -= 1
+
+    labeler.lvlm._achat = counting  # type: ignore[method-assign]
     results = [r for _, r in label_stream(labeler, episodes[:n], concurrency=32)]
-    elapsed = time.perf_counter() - start
-    sequential = sum(r.calls for r in results) * latency
-    assert elapsed < sequential / 4, (elapsed, sequential)
+    assert len(results) == n and in_flight == 0
+    assert peak >= 16, peak  # episodes are labeled concurrently (stage 1 of up to 32 episodes at once)
 
 
 def test_stream_with_cache_rerun_makes_no_calls(tmp_path: Path, episodes) -> None:
