@@ -3,9 +3,10 @@
 torch's default (one intra-op thread per core, plus OpenMP workers that spin while waiting) assumes the
 process owns the machine. On a 2-core box with one other CPU job, ``rgvlm train`` fell from 56 to 1.17
 updates/s (45x) because two such processes oversubscribe the cores. The default here never asks for more
-threads than there are cores *free*: the cores this process may run on (its CPU affinity), less the work
-other processes put on them (the larger of the 1-minute load average and the processes runnable right
-now, which sees a job that started seconds ago), at least one.
+threads than there are cores *free*: the cores this process may run on (its CPU affinity), less the threads
+other processes are running right now (the median of a few samples of the kernel's runnable count over
+0.2 s: it sees a job that started a second ago, and, unlike the 1-minute load average, does not keep
+counting one that ended a minute ago), at least one.
 
     >>> n = set_num_threads(1)
     >>> n, __import__("torch").get_num_threads()
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 __all__ = ["available_cores", "default_num_threads", "set_num_threads"]
 
@@ -42,19 +44,23 @@ def default_num_threads() -> int:
     return max(1, min(cores, cores - _other_load()))
 
 
-def _other_load() -> int:
-    """Cores' worth of work other processes are doing (0 when it cannot be told)."""
+def _other_load(samples: int = 5, interval: float = 0.05) -> int:
+    """Threads other processes are running now (the 1-minute load average where /proc is missing)."""
+    counts = []
+    for i in range(samples):
+        try:  # Linux: "0.50 0.40 0.30 3/200 12345" -- the 3 runnable now include this process
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            break
+        if i + 1 < samples:
+            time.sleep(interval)
+    if counts:
+        return max(0, sorted(counts)[len(counts) // 2])
     try:
-        load = os.getloadavg()[0]
+        return max(0, int(round(os.getloadavg()[0])))
     except (AttributeError, OSError):
-        load = 0.0
-    running = 0
-    try:  # Linux: "0.50 0.40 0.30 3/200 12345" -- the 3 runnable now include this process
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0]) - 1
-    except (OSError, ValueError, IndexError):
-        pass
-    return max(int(round(load)), running, 0)
+        return 0
 
 
 def set_num_threads(n: int | None = None) -> int:
