@@ -15,6 +15,8 @@ import pytest
 
 # conftest files are not doctest modules: collecting them as such (--doctest-modules) imports two
 # files named "conftest" under one module name and fails, depending on the order of the arguments
+# (this file too: tests/benchmark sorts before it and imports its own conftest first)
+collect_ignore = ["conftest.py"]
 collect_ignore_glob = ["*/conftest.py"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
