@@ -341,7 +341,7 @@ class RelabelSummary:
             f"LVLM calls: {self.calls}",
             f"LVLM calls per episode: {self.calls_per_episode:.2f}; failed calls: {self.failed_calls}",
             f"Tokens: {self.prompt_tokens} in / {self.completion_tokens} out; images: {self.images}",
-            f"Model forward passes: {self.forward_passes}; reward-model training: {self.train_s:.1f} s",
+            f"Model forward passes: {self.forward_passes}; reward-model training: {self.train_s:.3g} s",
             f"Cost: ${self.cost_usd:.4f}",
         ]
         for why, n in sorted(self.unlabeled.items(), key=lambda kv: -kv[1]):
