@@ -237,16 +237,12 @@ def _default_evaluate(algo: Any, env_kwargs: dict[str, Any], episodes_per_k: int
     from rgvlm_gym.rl.evaluation import d3rlpy_policy, evaluate
 
     report = evaluate(d3rlpy_policy(algo), env_kwargs, episodes_per_k=episodes_per_k, seeds=(0,), randomize=(False,))
-    eps = report.episodes
-    by_k: dict[int, list[float]] = {}
-    for e in eps:
-        by_k.setdefault(e.n_subtasks, []).append(e.subtasks_done / e.n_subtasks)
-    steps = sum(e.steps for e in eps)
+    overall = report.summary()
     return {
-        "completion": round(sum(sum(v) for v in by_k.values()) / max(len(eps), 1), 4),
-        "completion_by_k": {str(k): round(sum(v) / len(v), 4) for k, v in sorted(by_k.items())},
-        "success": round(sum(e.success for e in eps) / max(len(eps), 1), 4),
-        "invalid_rate": round(sum(e.invalid_actions for e in eps) / max(steps, 1), 4),
+        "completion": round(overall["completion"]["mean"], 4),
+        "completion_by_k": {str(k): round(m["completion"]["mean"], 4) for (k,), m in report.breakdown("n_subtasks").items()},
+        "success": round(overall["success"]["rate"], 4),
+        "invalid_rate": round(overall["invalid_action_rate"]["rate"], 4),
     }
 
 
